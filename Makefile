@@ -1,0 +1,34 @@
+# Two set-up commands: `make demo` and `make test`. Both create .venv and install
+# the core and every plugin (editable), then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PLUGINS := $(sort $(wildcard plugins/*/pyproject.toml))
+STAMP := $(VENV)/.install-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py $(PLUGINS)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]' $(foreach p,$(dir $(PLUGINS)),-e ./$(p))
+	@touch $(STAMP)
+
+demo: install
+	PATH=$(CURDIR)/$(BIN):$$PATH ./demo/demo.sh
+
+test: install
+	$(BIN)/ruff check core sdk shell imp plugins tests bench
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check core sdk shell imp plugins tests bench
+
+bench: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

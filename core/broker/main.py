@@ -1,0 +1,90 @@
+"""`flux broker`: run one broker process.
+
+Bootstrap (who am I, who is my parent) comes from `flux start --test-size`
+(hidden --boot-* options), or the broker runs as a singleton instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+
+from flux.core.config import apply_conf_arg, load_dir
+
+
+def parse_attr(s: str) -> tuple[str, str]:
+    if "=" not in s:
+        raise argparse.ArgumentTypeError(f"attribute '{s}' must be NAME=VALUE")
+    k, _, v = s.partition("=")
+    return k.strip(), v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="flux broker", description="Run a flux broker.")
+    p.add_argument("-S", "--setattr", action="append", default=[], type=parse_attr,
+                   metavar="ATTR=VAL", help="set a broker attribute")
+    p.add_argument("-c", "--config-path", help="directory of TOML config files")
+    p.add_argument("--conf", action="append", default=[], help="config KEY=VAL or file")
+    p.add_argument("--boot-rank", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--boot-size", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from flux.core.errors import FluxError
+
+    try:
+        conf = load_dir(args.config_path) if args.config_path else {}
+        for c in args.conf:
+            apply_conf_arg(conf, c)
+    except FluxError as exc:
+        print(f"flux-broker: {exc.strerror}", file=sys.stderr)
+        return 1
+    attrs = dict(args.setattr)
+    rank = args.boot_rank if args.boot_rank is not None else 0
+    size = args.boot_size if args.boot_size is not None else 1
+    if args.boot_rank is not None:
+        attrs.setdefault("broker.boot-method", "test")
+    created_rundir = None
+    if "rundir" not in attrs:
+        created_rundir = tempfile.mkdtemp(prefix="flux-")
+        attrs["rundir"] = created_rundir
+    command = args.command
+    if command and command[0] == "--":
+        command = command[1:]
+    return run_broker(rank, size, attrs, conf, command, created_rundir)
+
+
+def run_broker(rank, size, attrs, conf, command, created_rundir=None, bootstrap=None) -> int:
+    from flux.core.broker.broker import Broker
+    from flux.core.errors import FluxError
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        broker = Broker(rank, size, attrs=attrs, conf=conf, initial_program=command,
+                        bootstrap=bootstrap)
+        rc = asyncio.run(broker.run())
+    except FluxError as exc:
+        print(f"flux-broker: {exc.strerror}", file=sys.stderr)
+        rc = 1
+    except KeyboardInterrupt:
+        rc = 130
+    finally:
+        if created_rundir:
+            shutil.rmtree(created_rundir, ignore_errors=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,373 @@
+"""The tree-based overlay network (TBON) over ZeroMQ.
+
+Each broker binds a ROUTER for its children and connects a DEALER (identity = its
+rank) to its parent. Control messages carry the join/leave protocol:
+
+  HELLO     child -> parent  once the child's whole subtree is up (quorum flows up)
+  KEEPALIVE child -> parent  every heartbeat period
+  SHUTDOWN  parent -> child  shut your subtree down
+  GOODBYE   child -> parent  my subtree is down, I am leaving
+  PING/PONG parent <-> child liveness sweep after a socket disconnect
+
+A child that disappears is noticed through the socket monitor (then a ping sweep
+names which child it was) or through missed keepalives; requests in flight to it
+are answered with EHOSTUNREACH so nothing waits forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+
+import zmq
+import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from flux.core.message import (
+    CONTROL,
+    EVENT,
+    REQUEST,
+    RESPONSE,
+    ROLE_LOCAL,
+    Message,
+    ProtocolError,
+)
+from flux.core.util.fsd import parse_fsd
+
+log = logging.getLogger("flux.overlay")
+
+HELLO, KEEPALIVE, SHUTDOWN, GOODBYE, PING, PONG = 1, 2, 3, 4, 5, 6
+
+
+def default_endpoint(rundir: str, rank: int) -> str:
+    return f"ipc://{rundir}/tbon-{rank}"
+
+
+class Overlay:
+    def __init__(self, broker):
+        self.broker = broker
+        b = broker
+        self.rank = b.rank
+        self.parent = b.topo.parent(b.rank)
+        self.children = b.topo.children(b.rank)
+        self.child_state: dict[int, str] = {r: "connecting" for r in self.children}
+        self.child_seen: dict[int, float] = {}
+        self.inflight: dict[int, dict] = {r: {} for r in self.children}
+        self.parent_seen = time.monotonic()
+        self.subtree_ready = asyncio.Event()
+        self.children_gone = asyncio.Event()
+        self.ctx = zmq.asyncio.Context()
+        self.router = None
+        self.dealer = None
+        self.tasks: list[asyncio.Task] = []
+        self.pongs: set[int] = set()
+        self.sweep_targets: set[int] = set()
+        self.pong_event = asyncio.Event()
+        self.sweeping = False
+        self.closing = False
+        self.parent_lost = False
+        a = b.attrs
+        self.period = parse_fsd(a.get("heartbeat.period", "2s"))
+        self.torpid_max = parse_fsd(a.get("tbon.torpid_max", "30s"))
+        self.sweep_timeout = min(parse_fsd(a.get("tbon.torpid_min", "5s")), 2.0)
+        self.curve = getattr(b.bootstrap, "curve", None)
+
+    # ----------------------------------------------------------------- setup
+    def _secure(self, sock, server: bool) -> None:
+        c = self.curve
+        if not c:
+            return
+        sock.curve_publickey = c["public"]
+        sock.curve_secretkey = c["secret"]
+        if server:
+            sock.curve_server = True
+        else:
+            sock.curve_serverkey = c["server_public"]
+
+    async def start(self) -> None:
+        a = self.broker.attrs
+        if self.children:
+            ep = a.get("tbon.endpoint") or default_endpoint(a["rundir"], self.rank)
+            self.router = self.ctx.socket(zmq.ROUTER)
+            self.router.setsockopt(zmq.LINGER, 0)
+            self._secure(self.router, server=True)
+            self.router.bind(ep)
+            a.set("tbon.endpoint", self.router.getsockopt_string(zmq.LAST_ENDPOINT), 1)
+            self.tasks.append(asyncio.ensure_future(self._recv_children()))
+            self.tasks.append(asyncio.ensure_future(self._monitor(self.router, self._children_disconnect)))
+        else:
+            self.subtree_ready.set()
+            self.children_gone.set()
+        if self.parent is not None:
+            pep = a.get("tbon.parent-endpoint") or default_endpoint(a["rundir"], self.parent)
+            a.set("tbon.parent-endpoint", pep, 1)
+            self.dealer = self.ctx.socket(zmq.DEALER)
+            self.dealer.setsockopt(zmq.IDENTITY, str(self.rank).encode())
+            self.dealer.setsockopt(zmq.LINGER, 2000)
+            self._secure(self.dealer, server=False)
+            self.dealer.connect(pep)
+            self.tasks.append(asyncio.ensure_future(self._recv_parent()))
+            self.tasks.append(asyncio.ensure_future(self._monitor(self.dealer, self._parent_disconnect)))
+        self.tasks.append(asyncio.ensure_future(self._watchdog()))
+
+    async def wait_subtree(self) -> None:
+        await self.subtree_ready.wait()
+        if self.parent is not None:
+            self._control_up(HELLO)
+
+    def start_heartbeat(self) -> None:
+        self.tasks.append(asyncio.ensure_future(self._heartbeat()))
+
+    # --------------------------------------------------------------- sending
+    def _control_up(self, ctype: int, status: int = 0) -> None:
+        m = Message(CONTROL, control_type=ctype, control_status=status)
+        self.dealer.send_multipart(m.encode_frames(with_route=False))
+
+    def _control_down(self, rank: int, ctype: int, status: int = 0) -> None:
+        m = Message(CONTROL, control_type=ctype, control_status=status)
+        self.router.send_multipart([str(rank).encode(), *m.encode_frames(with_route=False)])
+
+    def send_up(self, msg: Message) -> bool:
+        if self.dealer is None or self.parent_lost:
+            return False
+        self.dealer.send_multipart(msg.encode_frames())
+        return True
+
+    def send_down(self, rank: int, msg: Message) -> bool:
+        if self.router is None or self.child_state.get(rank) in ("lost", "offline", None):
+            return False
+        if msg.type == REQUEST and not msg.noresponse:
+            self.inflight[rank][(tuple(msg.route), msg.matchtag)] = (
+                msg.topic, list(msg.route), msg.matchtag, msg.flags, msg.userid, msg.rolemask)
+        self.router.send_multipart([str(rank).encode(), *msg.encode_frames()])
+        return True
+
+    def send_response(self, rank: int, msg: Message) -> None:
+        if rank == self.parent:
+            if self.dealer is not None and not self.parent_lost:
+                self.dealer.send_multipart(msg.encode_frames())
+        elif rank in self.child_state and self.router is not None:
+            if self.child_state[rank] not in ("lost", "offline"):
+                self.router.send_multipart([str(rank).encode(), *msg.encode_frames()])
+
+    def send_event(self, ev: Message) -> None:
+        if self.router is None:
+            return
+        frames = ev.encode_frames(with_route=False)
+        for r, st in self.child_state.items():
+            if st in ("up", "connecting"):
+                self.router.send_multipart([str(r).encode(), *frames])
+
+    # ------------------------------------------------------------- receiving
+    async def _recv_children(self) -> None:
+        while True:
+            try:
+                frames = await self.router.recv_multipart()
+            except (zmq.ZMQError, asyncio.CancelledError):
+                return
+            ident = frames[0].decode(errors="replace")
+            if not ident.isdigit() or int(ident) not in self.child_state:
+                self.broker.log(4, f"overlay: message from unknown peer {ident!r} dropped")
+                continue
+            rank = int(ident)
+            try:
+                msg = Message.decode_frames(frames[1:])
+            except ProtocolError as exc:
+                self.broker.log(4, f"overlay: malformed message from rank {rank}: {exc}")
+                continue
+            self.child_seen[rank] = time.monotonic()
+            try:
+                self._from_child(rank, msg)
+            except Exception as exc:  # noqa: BLE001 - one bad message must not stop the overlay
+                self.broker.log_exception(f"overlay: handling message from rank {rank}", exc)
+
+    def _from_child(self, rank: int, msg: Message) -> None:
+        t = msg.type
+        if t == REQUEST:
+            msg.route.append(str(rank))
+            msg.rolemask &= ~ROLE_LOCAL
+            self.broker.handle_request(msg)
+        elif t == RESPONSE:
+            if not msg.streaming or msg.errnum:
+                self.inflight[rank].pop((tuple(msg.route), msg.matchtag), None)
+            self.broker.send_response(msg)
+        elif t == CONTROL:
+            ct = msg.control_type
+            if ct == HELLO:
+                if self.child_state[rank] != "up":
+                    self.child_state[rank] = "up"
+                    self.broker.log(6, f"overlay: child rank {rank} joined")
+                self._check_subtree()
+            elif ct == GOODBYE:
+                self.child_state[rank] = "offline"
+                self._fail_inflight(rank, "has shut down")
+                self._check_gone()
+            elif ct == PONG:
+                self.pongs.add(rank)
+                if self.pongs >= self.sweep_targets:
+                    self.pong_event.set()
+        # events never flow up
+
+    async def _recv_parent(self) -> None:
+        while True:
+            try:
+                frames = await self.dealer.recv_multipart()
+            except (zmq.ZMQError, asyncio.CancelledError):
+                return
+            try:
+                msg = Message.decode_frames(frames)
+            except ProtocolError as exc:
+                self.broker.log(4, f"overlay: malformed message from parent: {exc}")
+                continue
+            self.parent_seen = time.monotonic()
+            try:
+                self._from_parent(msg)
+            except Exception as exc:  # noqa: BLE001
+                self.broker.log_exception("overlay: handling message from parent", exc)
+
+    def _from_parent(self, msg: Message) -> None:
+        t = msg.type
+        if t == REQUEST:
+            msg.route.append(str(self.parent))
+            msg.rolemask &= ~ROLE_LOCAL
+            self.broker.handle_request(msg)
+        elif t == RESPONSE:
+            self.broker.send_response(msg)
+        elif t == EVENT:
+            self.broker.distribute_event(msg)
+        elif t == CONTROL:
+            if msg.control_type == SHUTDOWN:
+                asyncio.ensure_future(self.broker.shutdown(msg.control_status))
+            elif msg.control_type == PING:
+                self._control_up(PONG)
+
+    # ------------------------------------------------------------ liveness
+    def _check_subtree(self) -> None:
+        if all(s in ("up", "offline", "lost") for s in self.child_state.values()):
+            self.subtree_ready.set()
+
+    def _check_gone(self) -> None:
+        if all(s in ("offline", "lost") for s in self.child_state.values()):
+            self.children_gone.set()
+
+    def _fail_inflight(self, rank: int, why: str) -> None:
+        pending = self.inflight.get(rank, {})
+        self.inflight[rank] = {}
+        for topic, route, tag, flags, userid, rolemask in pending.values():
+            req = Message(REQUEST, topic, flags=flags, userid=userid, rolemask=rolemask,
+                          matchtag=tag, route=list(route))
+            self.broker.send_response(req.response(
+                errnum=errno.EHOSTUNREACH, errstr=f"rank {rank} {why}"))
+
+    def child_lost(self, rank: int, why: str) -> None:
+        if self.child_state.get(rank) in ("lost", "offline"):
+            return
+        self.child_state[rank] = "lost"
+        self.broker.log(3, f"overlay: lost child rank {rank}: {why}")
+        self._fail_inflight(rank, "was lost")
+        self._check_subtree()
+        self._check_gone()
+
+    async def _monitor(self, sock, on_disconnect) -> None:
+        msock = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        try:
+            while True:
+                frames = await msock.recv_multipart()
+                ev = parse_monitor_message(frames)
+                if ev["event"] == zmq.EVENT_DISCONNECTED and not self.closing:
+                    on_disconnect()
+        except (zmq.ZMQError, asyncio.CancelledError):
+            return
+        finally:
+            msock.close(linger=0)
+
+    def _children_disconnect(self) -> None:
+        if not self.sweeping:
+            asyncio.ensure_future(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Some child's connection dropped: ping all children, the silent ones are lost."""
+        self.sweeping = True
+        try:
+            targets = [r for r, s in self.child_state.items() if s in ("up", "connecting")]
+            self.pongs = set()
+            self.sweep_targets = set(targets)
+            self.pong_event = asyncio.Event()
+            for r in targets:
+                self._control_down(r, PING)
+            try:
+                await asyncio.wait_for(self.pong_event.wait(), self.sweep_timeout)
+            except TimeoutError:
+                pass
+            for r in targets:
+                if r not in self.pongs and self.child_state.get(r) in ("up", "connecting"):
+                    self.child_lost(r, "connection closed and no answer to ping")
+        finally:
+            self.sweeping = False
+
+    def _parent_disconnect(self) -> None:
+        if self.closing or self.broker.shutdown_started:
+            return
+        self.parent_lost = True
+        self.broker.log(3, f"overlay: lost connection to parent rank {self.parent}; shutting down")
+        asyncio.ensure_future(self.broker.shutdown(1))
+
+    async def _watchdog(self) -> None:
+        while not self.closing:
+            await asyncio.sleep(self.period)
+            now = time.monotonic()
+            if self.dealer is not None and not self.parent_lost:
+                self._control_up(KEEPALIVE)
+                if now - self.parent_seen > self.torpid_max and not self.broker.shutdown_started:
+                    self.parent_lost = True
+                    self.broker.log(3, f"overlay: parent rank {self.parent} silent for "
+                                       f"{now - self.parent_seen:.1f}s; shutting down")
+                    asyncio.ensure_future(self.broker.shutdown(1))
+            for r, st in list(self.child_state.items()):
+                if st == "up" and now - self.child_seen.get(r, now) > self.torpid_max:
+                    self.child_lost(r, f"silent for {now - self.child_seen[r]:.1f}s")
+
+    async def _heartbeat(self) -> None:
+        n = 0
+        while not self.closing:
+            self.broker.publish("heartbeat.pulse", {"epoch": n})
+            n += 1
+            await asyncio.sleep(self.period)
+
+    # --------------------------------------------------------------- health
+    def health(self) -> dict:
+        states = self.child_state
+        if any(s == "lost" for s in states.values()):
+            status = "degraded"
+        elif any(s in ("offline", "connecting") for s in states.values()):
+            status = "partial"
+        else:
+            status = "full"
+        return {"rank": self.rank, "status": status,
+                "children": [{"rank": r, "status": s} for r, s in sorted(states.items())]}
+
+    # ------------------------------------------------------------- shutdown
+    async def shutdown_children(self, timeout: float = 30.0) -> None:
+        for r, st in self.child_state.items():
+            if st in ("up", "connecting"):
+                self._control_down(r, SHUTDOWN, self.broker.exit_code & 0xFF)
+        try:
+            await asyncio.wait_for(self.children_gone.wait(), timeout)
+        except TimeoutError:
+            for r, st in self.child_state.items():
+                if st not in ("offline", "lost"):
+                    self.broker.log(3, f"overlay: child rank {r} did not leave within {timeout}s")
+
+    async def goodbye(self) -> None:
+        self.closing = True
+        if self.dealer is not None and not self.parent_lost:
+            self._control_up(GOODBYE)
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.sleep(0)
+        if self.router is not None:
+            self.router.close(linger=0)
+        # linger lets the GOODBYE reach the parent before the context goes away
+        self.ctx.destroy(linger=2000)

@@ -1,0 +1,90 @@
+"""`flux exec [-r RANKS] [-x RANKS] [-l] [-d DIR] CMD...`: run a command on broker ranks.
+
+Output is forwarded as it arrives; the exit code is the largest of the commands'.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import os
+import sys
+
+from flux.cmd.util import Parser, cli, open_handle
+from flux.core.util import idset
+from flux.handle import RPC_STREAMING
+
+
+def _write(stream, data: bytes, label: str | None) -> None:
+    if label is not None:
+        lines = data.splitlines(keepends=True)
+        data = b"".join(label.encode() + b": " + ln for ln in lines)
+    stream.buffer.write(data)
+    stream.flush()
+
+
+@cli("flux-exec")
+def main(argv: list[str]) -> int:
+    p = Parser("flux exec")
+    p.add_argument("-r", "--rank", default="all", help="target ranks (idset or 'all')")
+    p.add_argument("-x", "--exclude", default="", help="ranks to leave out")
+    p.add_argument("-l", "--label-io", action="store_true", help="prefix output with the rank")
+    p.add_argument("-d", "--dir", help="working directory")
+    p.add_argument("-n", "--noinput", action="store_true", help="no stdin")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("command", nargs="...")
+    args = p.parse_args(argv)
+    cmd = args.command
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise ValueError("no command given")
+    h = open_handle("flux-exec")
+    size = int(h.attr_get("size"))
+    ranks = list(range(size)) if args.rank == "all" else idset.decode(args.rank)
+    bad = [r for r in ranks if r >= size]
+    if bad:
+        raise ValueError(f"rank {bad[0]} is not in this instance of size {size}")
+    if args.exclude:
+        ex = set(idset.decode(args.exclude))
+        ranks = [r for r in ranks if r not in ex]
+    if not ranks:
+        raise ValueError("no ranks selected")
+    env = dict(os.environ)
+    cwd = args.dir or os.getcwd()
+    state = {"rc": 0}
+    label = args.label_io
+
+    def on_response(f, rank):
+        try:
+            resp = f.get()
+        except OSError as exc:
+            if exc.errno != errno.ENODATA:
+                sys.stderr.write(f"flux-exec: Error: rank {rank}: {exc.strerror}\n")
+                state["rc"] = max(state["rc"], 127 if exc.errno == errno.ENOENT else 1)
+            return
+        t = resp.get("type")
+        if t == "output":
+            io = resp["io"]
+            data = io.get("data")
+            if data:
+                raw = base64.b64decode(data) if io.get("encoding") == "base64" else data.encode()
+                stream = sys.stdout if io["stream"] == "stdout" else sys.stderr
+                _write(stream, raw, str(rank) if label else None)
+        elif t == "finished":
+            st = resp["status"]
+            code = (st >> 8) & 0xFF if (st & 0x7F) == 0 else 128 + (st & 0x7F)
+            if code and not args.quiet:
+                sys.stderr.write(f"flux-exec: Error: rank {rank}: {cmd[0]}: exited with code {code}\n"
+                                 if (st & 0x7F) == 0 else
+                                 f"flux-exec: Error: rank {rank}: {cmd[0]}: killed by signal {st & 0x7F}\n")
+            state["rc"] = max(state["rc"], code)
+        elif t == "started":
+            state.setdefault("pids", {})[rank] = resp["pid"]
+        f.reset()
+
+    payload = {"cmd": {"cmdline": cmd, "env": env, "cwd": cwd, "opts": {}}, "flags": 3}
+    for r in ranks:
+        h.rpc("rexec.exec", payload, nodeid=r, flags=RPC_STREAMING).then(on_response, r)
+    h.reactor_run()
+    return state["rc"]
