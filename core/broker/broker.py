@@ -24,14 +24,11 @@ from flux.core.broker.service import Service
 from flux.core.broker.topology import Topology
 from flux.core.errors import FluxError
 from flux.core.message import (
-    EVENT,
     FLAG_NORESPONSE,
     FLAG_PRIVATE,
     FLAG_STREAMING,
     FLAG_UPSTREAM,
     NODEID_ANY,
-    REQUEST,
-    RESPONSE,
     ROLE_LOCAL,
     ROLE_OWNER,
     Message,
@@ -284,6 +281,11 @@ class Broker:
         msg.userid = self.owner
         msg.rolemask = ROLE_OWNER | ROLE_LOCAL
         self.handle_request(msg)
+
+    def send_internal_noresponse(self, topic: str, payload: Any = None,
+                                 nodeid: int = NODEID_ANY) -> None:
+        """Send a request that expects no response (e.g. sched.free)."""
+        self.send_internal(Message.request(topic, payload, nodeid=nodeid, flags=FLAG_NORESPONSE))
 
     def rpc(self, topic: str, payload: Any = None, nodeid: int = NODEID_ANY,
             flags: int = 0) -> InternalRPC:

@@ -78,7 +78,7 @@ class ResourceSet:
         order = sorted(ranks)
         if hosts and len(hosts) != len(order):
             raise RError(f"R nodelist names {len(hosts)} hosts for {len(order)} ranks")
-        for r, h in zip(order, hosts):
+        for r, h in zip(order, hosts, strict=False):
             ranks[r].host = h
         props: dict[str, set[int]] = {}
         for name, ids in (ex.get("properties") or {}).items():

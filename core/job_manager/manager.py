@@ -1,0 +1,605 @@
+"""The job manager: drives each job through NEW..INACTIVE (SPEC 4).
+
+Every transition is an event appended to `job.<dothex>.eventlog` and offered to
+listeners (journal, job-list, jobtap plugins). For throughput, events produced in
+one event-loop turn are written to the KVS in one commit and sent to journal
+readers in one batch; nothing waits on those writes except submission, which is
+answered only once the job is stored (DESIGN invariant: nothing is lost).
+
+The scheduler (RFC 27) and exec (RFC 32) are reached by RPC through the broker,
+so either can be replaced by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from flux.core.broker.service import NOREPLY, Service, method, payload_of, require
+from flux.core.errors import FluxError
+from flux.core.job_manager import eventlog
+from flux.core.job_manager.job import (
+    CLEANUP,
+    DEPEND,
+    INACTIVE,
+    NEW,
+    PRIORITY,
+    RUN,
+    SCHED,
+    Job,
+    next_state,
+)
+from flux.core.message import FLAG_STREAMING, ROLE_OWNER
+
+APPEND = 32  # KVS op flag
+
+
+def kvs_dir(jobid: int) -> str:
+    return (f"job.{(jobid >> 48) & 0xFFFF:04x}.{(jobid >> 32) & 0xFFFF:04x}"
+            f".{(jobid >> 16) & 0xFFFF:04x}.{jobid & 0xFFFF:04x}")
+
+
+def _val(data: bytes) -> dict:
+    import base64
+
+    return {"ver": 1, "type": "val", "data": base64.b64encode(data).decode()}
+
+
+class JobManager(Service):
+    name = "job-manager"
+
+    def __init__(self, broker, jobtap=None, next_id: Callable[[], int] | None = None):
+        super().__init__(broker)
+        self.jobs: dict[int, Job] = {}  # active jobs
+        self.inactive: collections.OrderedDict[int, Job] = collections.OrderedDict()
+        self.jobtap = jobtap
+        self.next_id = next_id
+        self.listeners: list[Callable[[Job, dict], None]] = []
+        self.journal_readers: dict[int, Any] = {}
+        self._journal_batch: dict[int, list] = {}
+        self._ops: list[dict] = []
+        self._flush_scheduled = False
+        self._flush_waiters: list[asyncio.Future] = []
+        self.sched_ready = False
+        self.sched_limit = 0  # 0 = unlimited
+        self.alloc_outstanding = 0
+        self.pending: dict[int, Job] = {}  # SCHED jobs without an alloc request
+        self.exec_service: str | None = None
+        self.queue_enabled = True
+        self.queue_disable_reason: str | None = None
+        self.queue_started = True
+        self.queue_stop_reason: str | None = None
+        self.drain_waiters: list[asyncio.Future] = []
+        self.idle_waiters: list[asyncio.Future] = []
+        conf = broker.conf.get("job-manager", {})
+        self.inactive_num_limit = int(conf.get("inactive-num-limit", 10000))
+        from flux.core.util.fsd import parse_fsd
+
+        self.inactive_age_limit = parse_fsd(conf.get("inactive-age-limit", "inf"))
+        self.max_jobid = 0
+
+    # ================================================================ events
+    def post(self, job: Job, name: str, context: dict | None = None) -> None:
+        """Append an event to the job's eventlog and apply its state change."""
+        e = eventlog.entry(name, context)
+        job.eventlog.append(e)
+        self._ops.append({"key": kvs_dir(job.id) + ".eventlog", "flags": APPEND,
+                          "dirent": _val(eventlog.encode(e))})
+        self._journal(job, e)
+        prev = job.state
+        new = next_state(prev, name, context)
+        if name == "exception" and (context or {}).get("severity", 0) == 0 and job.exception is None:
+            job.exception = context
+        if name == "exception":
+            job.exceptions.append(context)
+        elif name == "finish":
+            job.status = (context or {}).get("status", 0)
+        elif name == "priority":
+            job.priority = context["priority"]
+        elif name == "memo":
+            user = job.annotations.setdefault("user", {})
+            for k, v in (context or {}).items():
+                if v is None:
+                    user.pop(k, None)
+                else:
+                    user[k] = v
+        for cb in self.listeners:
+            cb(job, e)
+        if self.jobtap is not None:
+            self.jobtap.event(job, name, context or {})
+        if new != prev:
+            job.state = new
+            job.times["t_" + new.lower()] = e["timestamp"]
+            if self.jobtap is not None:
+                self.jobtap.state(job, new, prev)
+            self._enter(job, new, prev)
+        self._schedule_flush()
+
+    def _journal(self, job: Job, e: dict) -> None:
+        if self.journal_readers:
+            self._journal_batch.setdefault(job.id, []).append(e)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        ops, self._ops = self._ops, []
+        waiters, self._flush_waiters = self._flush_waiters, []
+        if ops:
+            fut = asyncio.ensure_future(self.broker.kvs.commit_ops("primary", ops))
+            fut.add_done_callback(lambda f: self._committed(f, waiters))
+        else:
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+        if self._journal_batch:
+            batch, self._journal_batch = self._journal_batch, {}
+            for jobid, events in batch.items():
+                resp = {"id": jobid, "events": events}
+                job = self.jobs.get(jobid) or self.inactive.get(jobid)
+                if job is not None and events[0]["name"] == "submit":
+                    resp["jobspec"] = job.jobspec
+                if job is not None and any(ev["name"] == "alloc" for ev in events):
+                    resp["R"] = job.R
+                for msg in list(self.journal_readers.values()):
+                    self.respond(msg, resp)
+
+    def _committed(self, fut: asyncio.Future, waiters: list) -> None:
+        exc = fut.exception()
+        if exc is not None:
+            self.broker.log_exception("job-manager: eventlog commit failed", exc)
+        for w in waiters:
+            if not w.done():
+                if exc is not None:
+                    w.set_exception(exc)
+                else:
+                    w.set_result(None)
+
+    def stored(self) -> asyncio.Future:
+        """A future done once everything posted so far is in the KVS."""
+        f = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append(f)
+        self._schedule_flush()
+        return f
+
+    # ======================================================== state actions
+    def _enter(self, job: Job, state: str, prev: str) -> None:
+        if state == DEPEND:
+            if self.jobtap is not None:
+                self.jobtap.dependencies(job)
+            if not job.dependencies and job.state == DEPEND:
+                self.post(job, "depend")
+        elif state == PRIORITY:
+            prio = self.jobtap.priority(job) if self.jobtap is not None else None
+            if prio is None:
+                prio = self.default_priority(job)
+            self.post(job, "priority", {"priority": prio})
+        elif state == SCHED:
+            self.pending[job.id] = job
+            self._request_allocs()
+        elif state == CLEANUP:
+            self.pending.pop(job.id, None)
+            self._cleanup(job)
+        elif state == INACTIVE:
+            self._retire(job)
+
+    @staticmethod
+    def default_priority(job: Job) -> int:
+        if job.urgency == 31:
+            return 4294967295
+        return job.urgency
+
+    def dependency_add(self, job: Job, description: str) -> None:
+        job.dependencies.add(description)
+        self.post(job, "dependency-add", {"description": description})
+
+    def dependency_remove(self, job: Job, description: str) -> None:
+        if description in job.dependencies:
+            job.dependencies.discard(description)
+            self.post(job, "dependency-remove", {"description": description})
+            if not job.dependencies and job.state == DEPEND:
+                self.post(job, "depend")
+
+    def reprioritize(self, job: Job, priority: int) -> None:
+        if job.state == SCHED and priority != job.priority:
+            self.post(job, "priority", {"priority": priority})
+            if self.sched_ready:
+                self.broker.send_internal_noresponse("sched.prioritize",
+                                                     {"jobs": [[job.id, priority]]})
+
+    # ============================================================ scheduler
+    def _request_allocs(self) -> None:
+        if not self.sched_ready or not self.queue_started or not self.pending:
+            return
+        if self.sched_limit and self.alloc_outstanding >= self.sched_limit:
+            return
+        order = sorted(self.pending.values(), key=lambda j: (-j.priority, j.id))
+        for job in order:
+            if self.sched_limit and self.alloc_outstanding >= self.sched_limit:
+                break
+            if job.priority == 0:  # held
+                continue
+            del self.pending[job.id]
+            job.alloc_pending = True
+            self.alloc_outstanding += 1
+            asyncio.ensure_future(self._alloc(job))
+
+    async def _alloc(self, job: Job) -> None:
+        rpc = self.broker.rpc("sched.alloc", {"id": job.id, "priority": job.priority,
+                                              "userid": job.userid, "t_submit": job.t_submit,
+                                              "jobspec": job.jobspec}, flags=FLAG_STREAMING)
+        job.aux["alloc_rpc"] = rpc
+        try:
+            while True:
+                try:
+                    resp = await rpc.get()
+                except FluxError as exc:
+                    self.broker.log(3, f"job-manager: sched.alloc failed for {job.id}: {exc.strerror}; "
+                                       f"scheduling suspended until the scheduler says hello again")
+                    self.sched_ready = False
+                    job.alloc_pending = False
+                    if job.state == SCHED:
+                        self.pending[job.id] = job
+                    elif job.state == CLEANUP:
+                        self._cleanup(job)
+                    return
+                t = resp.get("type")
+                if t == 1:  # ANNOTATE
+                    self._annotate(job, resp.get("annotations") or {})
+                    continue
+                job.alloc_pending = False
+                if t == 0:  # SUCCESS
+                    self._annotate(job, resp.get("annotations") or {})
+                    job.R = resp.get("R")
+                    job.has_resources = True
+                    if job.state == SCHED:
+                        self.post(job, "alloc", {"annotations": job.annotations} if job.annotations else None)
+                        self._start(job)
+                    else:
+                        self._cleanup(job)  # an exception raced the allocation
+                elif t == 2:  # DENY
+                    if job.state == SCHED:
+                        self.post(job, "exception", {"type": "alloc", "severity": 0,
+                                                     "note": resp.get("note", "alloc denied")})
+                    else:
+                        self._cleanup(job)
+                elif t == 3:  # CANCEL
+                    if job.state == CLEANUP:
+                        self._cleanup(job)
+                    elif job.state in (SCHED, PRIORITY):
+                        if job.state == SCHED:
+                            self.pending[job.id] = job
+                return
+        finally:
+            rpc.cancel()
+            job.aux.pop("alloc_rpc", None)
+            self.alloc_outstanding = max(0, self.alloc_outstanding - 1)
+            self._request_allocs()
+
+    def _annotate(self, job: Job, ann: dict) -> None:
+        def merge(dst, src):
+            for k, v in src.items():
+                if v is None:
+                    dst.pop(k, None)
+                elif isinstance(v, dict) and isinstance(dst.get(k), dict):
+                    merge(dst[k], v)
+                else:
+                    dst[k] = v
+
+        if ann:
+            merge(job.annotations, ann)
+
+    # ================================================================= exec
+    def _start(self, job: Job) -> None:
+        if job.held_actions or job.state != RUN:
+            return
+        if self.exec_service is None:
+            self.post(job, "exception", {"type": "start", "severity": 0,
+                                         "note": "no exec service is registered"})
+            return
+        job.exec_running = True
+        asyncio.ensure_future(self._exec(job))
+
+    async def _exec(self, job: Job) -> None:
+        rpc = self.broker.rpc(f"{self.exec_service}.start",
+                              {"id": job.id, "userid": job.userid, "jobspec": job.jobspec,
+                               "R": job.R, "reattach": False}, flags=FLAG_STREAMING)
+        try:
+            while True:
+                try:
+                    resp = await rpc.get()
+                except FluxError as exc:
+                    if job.state == RUN:
+                        self.post(job, "exception", {"type": "exec", "severity": 0,
+                                                     "note": f"exec failed: {exc.strerror}"})
+                    break
+                t = resp.get("type")
+                data = resp.get("data") or {}
+                if t == "start":
+                    job.started = True
+                    self.post(job, "start")
+                elif t == "finish":
+                    self.post(job, "finish", {"status": data.get("status", 0)})
+                elif t == "exception":
+                    ctx = {"type": data.get("type", "exec"), "severity": data.get("severity", 0)}
+                    if data.get("note"):
+                        ctx["note"] = data["note"]
+                    self.post(job, "exception", ctx)
+                elif t == "release":
+                    if data.get("final", True):
+                        self.post(job, "release", {"ranks": data.get("ranks", "all"), "final": True})
+                        break
+        finally:
+            rpc.cancel()
+            job.exec_running = False
+            if job.state == CLEANUP:
+                self._cleanup(job)
+
+    # ============================================================= cleanup
+    def _cleanup(self, job: Job) -> None:
+        if job.state != CLEANUP or job.freeing:
+            return
+        if job.exec_running:
+            asyncio.ensure_future(self._kill_exec(job))
+            return
+        if job.alloc_pending:
+            self.broker.send_internal_noresponse("sched.cancel", {"id": job.id})
+            return
+        if job.held_actions:
+            return
+        if job.has_resources:
+            job.freeing = True
+            self.broker.send_internal_noresponse("sched.free", {"id": job.id, "R": job.R, "final": True})
+            job.has_resources = False
+            self.post(job, "free")
+            job.freeing = False
+        self.post(job, "clean")
+
+    async def _kill_exec(self, job: Job) -> None:
+        if job.aux.get("kill_sent"):
+            return
+        job.aux["kill_sent"] = True
+        try:
+            await self.broker.rpc(f"{self.exec_service}.kill", {"id": job.id, "signum": 15})
+        except FluxError:
+            pass
+
+    def _retire(self, job: Job) -> None:
+        self.jobs.pop(job.id, None)
+        self.pending.pop(job.id, None)
+        job.aux.clear()
+        self.inactive[job.id] = job
+        for w in job.waiters:
+            self._answer_wait(w, job)
+        job.waiters.clear()
+        self._purge()
+        self._check_drain()
+
+    def _purge(self) -> None:
+        now = time.time()
+        while len(self.inactive) > self.inactive_num_limit:
+            self._purge_one(next(iter(self.inactive)))
+        while self.inactive:
+            jobid, job = next(iter(self.inactive.items()))
+            if now - job.times.get("t_inactive", now) <= self.inactive_age_limit:
+                break
+            self._purge_one(jobid)
+
+    def _purge_one(self, jobid: int) -> None:
+        self.inactive.pop(jobid, None)
+        self._ops.append({"key": kvs_dir(jobid), "flags": 0, "dirent": None})
+        for cb in self.listeners:
+            cb(None, {"name": "purge", "id": jobid})
+        self._schedule_flush()
+
+    # ========================================================== submission
+    async def submit(self, jobspec: dict, J: str, userid: int, urgency: int, flags: int) -> Job:
+        """Create a job from a validated jobspec; returns once it is stored."""
+        jobid = self.next_id()
+        now = time.time()
+        job = Job(id=jobid, userid=userid, urgency=urgency, flags=flags, t_submit=now,
+                  jobspec=jobspec)
+        d = kvs_dir(jobid)
+        self._ops.append({"key": d + ".J", "flags": 0, "dirent": _val(J.encode())})
+        self._ops.append({"key": d + ".jobspec", "flags": 0, "dirent": _val(orjson.dumps(jobspec))})
+        self.jobs[jobid] = job
+        self.max_jobid = max(self.max_jobid, jobid)
+        self.post(job, "submit", {"userid": userid, "urgency": urgency, "flags": flags, "version": 1})
+        await self.stored()
+        if job.state == NEW:
+            self.post(job, "validate")
+        return job
+
+    # ================================================================ RPCs
+    def _job(self, msg, p) -> Job:
+        jobid = require(p, "id", int, msg.topic)
+        job = self.jobs.get(jobid) or self.inactive.get(jobid)
+        if job is None:
+            raise FluxError(errno.ENOENT, f"unknown job id {jobid}")
+        if not (msg.rolemask & ROLE_OWNER) and job.userid != msg.userid:
+            raise FluxError(errno.EPERM, f"job {jobid} belongs to another user")
+        return job
+
+    @method("raise")
+    def raise_(self, msg):
+        p = payload_of(msg)
+        job = self._job(msg, p)
+        sev = p.get("severity", 0)
+        if not isinstance(sev, int) or not 0 <= sev <= 7:
+            raise FluxError(errno.EINVAL, "severity must be an integer 0-7")
+        etype = p.get("type", "cancel")
+        if not isinstance(etype, str) or not etype or " " in etype:
+            raise FluxError(errno.EINVAL, "exception type must be a non-empty word")
+        if not job.active:
+            raise FluxError(errno.EINVAL, f"job {job.id} is inactive")
+        ctx = {"type": etype, "severity": sev, "userid": msg.userid, "note": str(p.get("note", ""))}
+        self.post(job, "exception", ctx)
+        return {}
+
+    @method("kill")
+    def kill(self, msg):
+        p = payload_of(msg)
+        job = self._job(msg, p)
+        signum = p.get("signum", 15)
+        if not isinstance(signum, int) or not 0 < signum < 65:
+            raise FluxError(errno.EINVAL, f"invalid signal number {signum}")
+        if job.state != RUN or not job.exec_running:
+            raise FluxError(errno.EINVAL, f"job {job.id} is not running")
+        self.broker.send_internal_noresponse(f"{self.exec_service}.kill", {"id": job.id, "signum": signum})
+        return {}
+
+    @method("urgency")
+    def urgency(self, msg):
+        p = payload_of(msg)
+        job = self._job(msg, p)
+        urg = require(p, "urgency", int, msg.topic)
+        if not 0 <= urg <= 31:
+            raise FluxError(errno.EINVAL, f"urgency {urg} is not 0-31")
+        if urg > 16 and not (msg.rolemask & ROLE_OWNER):
+            raise FluxError(errno.EPERM, "only the instance owner can set urgency above 16")
+        if job.state not in (NEW, DEPEND, PRIORITY, SCHED):
+            raise FluxError(errno.EINVAL, f"urgency of job {job.id} cannot change once it has started")
+        old = job.urgency
+        job.urgency = urg
+        self.post(job, "urgency", {"urgency": urg, "userid": msg.userid})
+        return {"old_urgency": old}
+
+    @method("events-journal", streaming=True)
+    def events_journal(self, msg):
+        p = payload_of(msg)
+        if not (msg.rolemask & ROLE_OWNER):
+            raise FluxError(errno.EPERM, "the job journal is restricted to the instance owner")
+        if p.get("full"):
+            for job in list(self.inactive.values()) + list(self.jobs.values()):
+                resp = {"id": job.id, "events": list(job.eventlog), "jobspec": job.jobspec}
+                if job.R is not None:
+                    resp["R"] = job.R
+                self.respond(msg, resp)
+            self.respond(msg, {"id": -1, "events": []})
+        self.journal_readers[id(msg)] = msg
+        return NOREPLY
+
+    @method("sched-hello", streaming=True, owner_only=True)
+    def sched_hello(self, msg):
+        for job in self.jobs.values():
+            if job.has_resources:
+                self.respond(msg, {"id": job.id, "priority": job.priority, "userid": job.userid,
+                                   "t_submit": job.t_submit, "R": job.R})
+        self.respond_error(msg, errno.ENODATA)
+        return NOREPLY
+
+    @method("sched-ready", owner_only=True)
+    def sched_ready_(self, msg):
+        p = payload_of(msg)
+        mode = p.get("mode", "unlimited")
+        if mode == "limited":
+            limit = p.get("limit")
+            if not isinstance(limit, int) or not 0 < limit < 2 ** 31:
+                raise FluxError(errno.EPROTO, "sched-ready: limited mode needs limit 1..2^31-1")
+            self.sched_limit = limit
+        elif mode == "unlimited":
+            self.sched_limit = 0
+        else:
+            raise FluxError(errno.EPROTO, f"sched-ready: unknown mode '{mode}'")
+        self.sched_ready = True
+        asyncio.get_running_loop().call_soon(self._request_allocs)
+        return {"count": len(self.pending)}
+
+    @method("exec-hello", owner_only=True)
+    def exec_hello(self, msg):
+        self.exec_service = require(payload_of(msg), "service", str, msg.topic)
+        return {}
+
+    @method("memo")
+    def memo(self, msg):
+        p = payload_of(msg)
+        job = self._job(msg, p)
+        memo = require(p, "memo", dict, msg.topic)
+        self.post(job, "memo", memo)
+        return {}
+
+    @method("getinfo")
+    def getinfo(self, msg):
+        return {"max_jobid": self.max_jobid}
+
+    @method("wait")
+    def wait(self, msg):
+        p = payload_of(msg)
+        jobid = require(p, "id", int, msg.topic)
+        if not (msg.rolemask & ROLE_OWNER):
+            raise FluxError(errno.EPERM, "job-manager.wait is restricted to the instance owner")
+        job = self.jobs.get(jobid) or self.inactive.get(jobid)
+        if job is None:
+            raise FluxError(errno.ECHILD, f"job {jobid} does not exist or was already waited for")
+        if not job.flags & 4:
+            raise FluxError(errno.EINVAL, f"job {jobid} was not submitted with the waitable flag")
+        if job.active:
+            job.waiters.append(msg)
+            return NOREPLY
+        self._answer_wait(msg, job)
+        return NOREPLY
+
+    def _answer_wait(self, msg, job: Job) -> None:
+        if job.success:
+            errstr = ""
+        elif job.exception is not None:
+            errstr = f"Fatal exception type={job.exception.get('type')} {job.exception.get('note', '')}".rstrip()
+        else:
+            st = job.status or 0
+            errstr = (f"task(s) exited with exit code {st >> 8}" if st & 0x7F == 0
+                      else f"task(s) were killed by signal {st & 0x7F}")
+        job.flags &= ~4  # a job is waited for once
+        self.respond(msg, {"id": job.id, "success": job.success, "errstr": errstr})
+
+    @method("drain", owner_only=True)
+    async def drain(self, msg):
+        if self.jobs:
+            f = asyncio.get_running_loop().create_future()
+            self.drain_waiters.append(f)
+            await f
+        return {}
+
+    @method("idle", owner_only=True)
+    async def idle(self, msg):
+        f = asyncio.get_running_loop().create_future()
+        self.idle_waiters.append(f)
+        self._check_drain()
+        await f
+        return {"pending": sum(1 for j in self.jobs.values() if j.state in (DEPEND, PRIORITY, SCHED))}
+
+    def _check_drain(self) -> None:
+        if not self.jobs:
+            for f in self.drain_waiters:
+                if not f.done():
+                    f.set_result(None)
+            self.drain_waiters.clear()
+        if not any(j.state in (RUN, CLEANUP) or j.alloc_pending for j in self.jobs.values()):
+            for f in self.idle_waiters:
+                if not f.done():
+                    f.set_result(None)
+            self.idle_waiters.clear()
+
+    def disconnect(self, sender: str) -> None:
+        for k, m in list(self.journal_readers.items()):
+            if m.sender == sender:
+                del self.journal_readers[k]
+        for job in self.jobs.values():
+            job.waiters = [w for w in job.waiters if w.sender != sender]
+
+    @method("cancel")
+    def cancel(self, msg):
+        tag = payload_of(msg).get("matchtag")
+        for k, m in list(self.journal_readers.items()):
+            if m.sender == msg.sender and m.matchtag == tag:
+                del self.journal_readers[k]
+                self.respond_error(m, errno.ENODATA)
+        return NOREPLY
+
