@@ -105,13 +105,10 @@ class Message:
         if p is None or isinstance(p, dict | list):
             return p
         if self._parsed is None:
-            if isinstance(p, str):
-                self._parsed = orjson.loads(p)
-            else:
-                try:
-                    self._parsed = decode_json(p)
-                except orjson.JSONDecodeError as exc:
-                    raise ProtocolError(f"payload of {self.topic!r} is not valid JSON: {exc}") from exc
+            try:
+                self._parsed = orjson.loads(p) if isinstance(p, str) else decode_json(p)
+            except orjson.JSONDecodeError as exc:
+                raise ProtocolError(f"payload of {self.topic!r} is not valid JSON: {exc}") from exc
         return self._parsed
 
     def raw(self) -> bytes | None:
@@ -201,14 +198,7 @@ class Message:
     def decode_frames(cls, frames: list[bytes]) -> Message:
         if not frames:
             raise ProtocolError("empty message")
-        proto = frames[-1]
-        if len(proto) != PROTO_SIZE:
-            raise ProtocolError(f"PROTO frame is {len(proto)} bytes, expected {PROTO_SIZE}")
-        magic, version, mtype, flags, userid, rolemask, aux1, aux2 = _PROTO.unpack(proto)
-        if magic != PROTO_MAGIC or version != PROTO_VERSION:
-            raise ProtocolError(f"bad PROTO magic/version {magic:#x}/{version}")
-        if mtype not in TYPE_NAMES:
-            raise ProtocolError(f"unknown message type {mtype}")
+        mtype, flags, userid, rolemask, aux1, aux2 = parse_proto(frames[-1])
         i = 0
         n = len(frames) - 1
         route: list[str] = []
@@ -259,6 +249,18 @@ class Message:
                 body += _U32BE.pack(ln)
             body += f
         return _PREAMBLE.pack(LOCAL_MAGIC) + _U32BE.pack(len(body)) + body
+
+
+def parse_proto(proto: bytes) -> tuple[int, int, int, int, int, int]:
+    """(type, flags, userid, rolemask, aux1, aux2) from a PROTO frame, checked."""
+    if len(proto) != PROTO_SIZE:
+        raise ProtocolError(f"PROTO frame is {len(proto)} bytes, expected {PROTO_SIZE}")
+    magic, version, mtype, flags, userid, rolemask, aux1, aux2 = _PROTO.unpack(proto)
+    if magic != PROTO_MAGIC or version != PROTO_VERSION:
+        raise ProtocolError(f"bad PROTO magic/version {magic:#x}/{version}")
+    if mtype not in TYPE_NAMES:
+        raise ProtocolError(f"unknown message type {mtype}")
+    return mtype, flags, userid, rolemask, aux1, aux2
 
 
 def parse_preamble(pre: bytes) -> int:

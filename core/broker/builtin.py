@@ -78,6 +78,7 @@ class ServiceRegistry(Service):
         name = require(payload_of(msg), "service", str, msg.topic)
         self._check(msg, name)
         self.broker.register(name, ClientService(self.broker, name, msg.sender))
+        self.broker.clients[msg.sender].provides.add(name)
         return {}
 
     @method("remove")
@@ -87,6 +88,9 @@ class ServiceRegistry(Service):
         if not isinstance(h, ClientService) or h.client_id != msg.sender:
             raise FluxError(errno.ENOENT, f"service {name} is not registered by this client")
         self.broker.unregister(name)
+        c = self.broker.clients.get(msg.sender)
+        if c is not None:
+            c.provides.discard(name)
         return {}
 
 

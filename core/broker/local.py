@@ -16,6 +16,9 @@ import struct
 from flux.core.message import (
     EVENT,
     FLAG_NORESPONSE,
+    FLAG_ROUTE,
+    FLAG_TOPIC,
+    FLAG_UPSTREAM,
     PREAMBLE_SIZE,
     PROTO_SIZE,
     REQUEST,
@@ -28,6 +31,7 @@ from flux.core.message import (
     ProtocolError,
     decode_stream_body,
     parse_preamble,
+    parse_proto,
     split_stream_frames,
 )
 
@@ -55,7 +59,10 @@ class LocalClient(asyncio.Protocol):
         self.skip_tail = bytearray()
         self.skip_len = 0
         self.subscriptions: list[str] = []
-        self.used_services: set[str] = set()
+        # (service, nodeid, UPSTREAM flag) of every request sent: where to send
+        # `<service>.disconnect` when this client goes away
+        self.used_services: set[tuple[str, int, int]] = set()
+        self.provides: set[str] = set()  # services this client registered (service.add)
         self.userid = USERID_UNKNOWN
         self.rolemask = 0
         self.pid = 0
@@ -164,33 +171,37 @@ class LocalClient(asyncio.Protocol):
                 f"(attribute broker.max-message-size)")
         self.broker.log(4, f"client {self.id} (pid {self.pid}): {text}")
         try:
-            proto = bytes(self.skip_tail)
-            # frames before the payload: parse what fits in the head
-            head = bytes(self.skip_head)
-            frames = []
-            i = 0
-            while i < len(head):
-                ln = head[i]
-                i += 1
-                if ln == 255:
-                    ln = struct.unpack_from(">I", head, i)[0]
-                    i += 4
-                if i + ln > len(head):
-                    break
-                frames.append(head[i:i + ln])
-                i += ln
-            stub = Message.decode_frames([proto])
-            topic = ""
-            if stub.type == REQUEST and frames:
-                # route frames end with an empty delimiter, then comes the topic
-                idx = frames.index(b"") + 1 if b"" in frames else 0
-                if idx < len(frames):
-                    topic = frames[idx].decode(errors="replace")
-            if stub.type == REQUEST and not (stub.flags & FLAG_NORESPONSE):
-                self.send(Message(RESPONSE, topic, text, matchtag=stub.matchtag,
-                                  errnum=errno.EFBIG))
-        except (ProtocolError, ValueError, struct.error):
+            # only the PROTO frame (the tail) and the frames before the payload (the head)
+            # were kept: enough to answer a request with its topic and matchtag
+            mtype, flags, _uid, _role, _aux1, matchtag = parse_proto(bytes(self.skip_tail))
+        except ProtocolError:
             self._drop(text)
+            return
+        if mtype != REQUEST or flags & FLAG_NORESPONSE:
+            return
+        head = bytes(self.skip_head)
+        frames = []
+        i = 0
+        while i < len(head):
+            ln = head[i]
+            i += 1
+            if ln == 255:
+                if i + 4 > len(head):
+                    break
+                ln = struct.unpack_from(">I", head, i)[0]
+                i += 4
+            if i + ln > len(head):
+                break
+            frames.append(head[i:i + ln])
+            i += ln
+        topic = ""
+        if flags & FLAG_TOPIC:
+            # route frames end with an empty delimiter, then comes the topic
+            idx = (frames.index(b"") + 1 if b"" in frames else len(frames)) \
+                if flags & FLAG_ROUTE else 0
+            if idx < len(frames):
+                topic = frames[idx].decode(errors="replace")
+        self.send(Message(RESPONSE, topic, text, matchtag=matchtag, errnum=errno.EFBIG))
 
     def _handle_body(self, body: bytes) -> None:
         try:
@@ -230,10 +241,17 @@ class LocalClient(asyncio.Protocol):
             msg.route = [self.id]
             topic = msg.topic
             i = topic.find(".")
-            self.used_services.add(topic[:i] if i > 0 else topic)
+            self.used_services.add((topic[:i] if i > 0 else topic, msg.nodeid,
+                                    msg.flags & FLAG_UPSTREAM))
             self.broker.handle_request(msg)
         elif t == RESPONSE:
-            # answer from a client-registered service: route already leads back
+            # answer from a client-registered service: route already leads back.
+            # A client that offers no service has nothing to answer: drop, so it
+            # cannot inject responses into other clients' RPCs.
+            if not self.provides:
+                self.broker.log(5, f"client {self.id} (pid {self.pid}) sent a response "
+                                   f"{msg.topic!r} but registered no service; dropped")
+                return
             self.broker.send_response(msg)
         elif t == EVENT:
             # clients publish with event.publish; a raw event is refused
