@@ -29,6 +29,7 @@ from flux.core.message import (
     FLAG_STREAMING,
     FLAG_UPSTREAM,
     NODEID_ANY,
+    NODEID_UPSTREAM,
     ROLE_LOCAL,
     ROLE_OWNER,
     Message,
@@ -178,15 +179,22 @@ class Broker:
     def handle_request(self, msg: Message) -> None:
         """Route a request that arrived here (its sender's hop is already on its route)."""
         nodeid = msg.nodeid
-        if msg.flags & FLAG_UPSTREAM:
+        if nodeid == NODEID_UPSTREAM:
+            # a sender that did not resolve FLUX_NODEID_UPSTREAM itself: upstream of here
+            msg.flags |= FLAG_UPSTREAM
+            msg.nodeid = nodeid = self.rank
+        upstream = msg.flags & FLAG_UPSTREAM
+        if upstream and nodeid == self.rank:
+            # the sender's own broker: skip the local service, go to the parent
             if not self._forward_up(msg):
                 self._enosys(msg)
             return
-        if nodeid == NODEID_ANY or nodeid == self.rank:
+        if nodeid == NODEID_ANY or upstream or nodeid == self.rank:
+            # (UPSTREAM above the sender's rank is routed like ANY)
             h = self.lookup(msg.topic)
             if h is not None:
                 h.dispatch(msg)
-            elif nodeid == NODEID_ANY and self._forward_up(msg):
+            elif nodeid != self.rank and self._forward_up(msg):
                 pass
             else:
                 self._enosys(msg)
@@ -306,8 +314,11 @@ class Broker:
         for name in [n for n, h in self.services.items()
                      if isinstance(h, ClientService) and h.client_id == client.id]:
             del self.services[name]
-        for svc in client.used_services:
-            m = Message.request(f"{svc}.disconnect", None, flags=FLAG_NORESPONSE)
+        for svc, nodeid, upstream in client.used_services:
+            # to every rank the client sent requests to, so remote services
+            # (e.g. rexec on rank 3) drop its streams too
+            m = Message.request(f"{svc}.disconnect", None, nodeid=nodeid,
+                                flags=FLAG_NORESPONSE | upstream)
             m.route = [client.id]
             m.userid, m.rolemask = client.userid, client.rolemask
             try:

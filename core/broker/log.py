@@ -94,7 +94,9 @@ class LogService(Service):
         for msg in list(self.followers.values()):
             self.respond(msg, e)
         if self.broker.rank != 0 and level <= self.forward_level and not forwarded:
-            req = Message.request("log.append", dict(e, forwarded=True), flags=FLAG_NORESPONSE)
+            # to rank 0 (nodeid ANY would be served by this rank's own log service)
+            req = Message.request("log.append", dict(e, forwarded=True), nodeid=0,
+                                  flags=FLAG_NORESPONSE)
             self.broker.send_internal(req)
 
     @method("append")
@@ -103,11 +105,20 @@ class LogService(Service):
         message = p.get("message")
         if not isinstance(message, str):
             raise FluxError(errno.EPROTO, "log.append: field 'message' must be a string")
-        level = level_number(p.get("level", LOG_INFO))
+        level = p.get("level", LOG_INFO)
+        if isinstance(level, bool) or not isinstance(level, int | str):
+            raise FluxError(errno.EPROTO, "log.append: field 'level' must be an integer or a name")
+        level = level_number(level)
         if not 0 <= level <= 7:
             raise FluxError(errno.EINVAL, f"log.append: level {level} is not 0-7")
-        self.append(level, message, appname=str(p.get("appname", "logger")), rank=p.get("rank"),
-                    timestamp=p.get("timestamp"), forwarded=bool(p.get("forwarded")))
+        # checked here: a bad entry in the ring would break every later `flux dmesg`
+        rank, ts = p.get("rank"), p.get("timestamp")
+        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int)):
+            raise FluxError(errno.EPROTO, "log.append: field 'rank' must be an integer")
+        if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
+            raise FluxError(errno.EPROTO, "log.append: field 'timestamp' must be a number")
+        self.append(level, message, appname=str(p.get("appname", "logger")), rank=rank,
+                    timestamp=ts, forwarded=bool(p.get("forwarded")))
         return {}
 
     @method("dmesg")
