@@ -23,8 +23,6 @@ import time
 
 import zmq
 import zmq.asyncio
-from zmq.utils.monitor import parse_monitor_message
-
 from flux.core.message import (
     CONTROL,
     EVENT,
@@ -35,6 +33,7 @@ from flux.core.message import (
     ProtocolError,
 )
 from flux.core.util.fsd import parse_fsd
+from zmq.utils.monitor import parse_monitor_message
 
 log = logging.getLogger("flux.overlay")
 
@@ -68,6 +67,7 @@ class Overlay:
         self.sweeping = False
         self.closing = False
         self.parent_lost = False
+        self.parent_heard = False  # silence counts only once the parent has spoken
         a = b.attrs
         self.period = parse_fsd(a.get("heartbeat.period", "2s"))
         self.torpid_max = parse_fsd(a.get("tbon.torpid_max", "30s"))
@@ -92,6 +92,9 @@ class Overlay:
             ep = a.get("tbon.endpoint") or default_endpoint(a["rundir"], self.rank)
             self.router = self.ctx.socket(zmq.ROUTER)
             self.router.setsockopt(zmq.LINGER, 0)
+            # unbounded queues, as flux-core: a ROUTER silently drops past its high-water mark
+            self.router.setsockopt(zmq.SNDHWM, 0)
+            self.router.setsockopt(zmq.RCVHWM, 0)
             self._secure(self.router, server=True)
             self.router.bind(ep)
             a.set("tbon.endpoint", self.router.getsockopt_string(zmq.LAST_ENDPOINT), 1)
@@ -106,6 +109,8 @@ class Overlay:
             self.dealer = self.ctx.socket(zmq.DEALER)
             self.dealer.setsockopt(zmq.IDENTITY, str(self.rank).encode())
             self.dealer.setsockopt(zmq.LINGER, 2000)
+            self.dealer.setsockopt(zmq.SNDHWM, 0)
+            self.dealer.setsockopt(zmq.RCVHWM, 0)
             self._secure(self.dealer, server=False)
             self.dealer.connect(pep)
             self.tasks.append(asyncio.ensure_future(self._recv_parent()))
@@ -121,36 +126,57 @@ class Overlay:
         self.tasks.append(asyncio.ensure_future(self._heartbeat()))
 
     # --------------------------------------------------------------- sending
+    def _send(self, sock, frames: list[bytes]) -> bool:
+        """Queue frames without blocking; False (never an exception) if the socket is
+        gone. A failed zmq.asyncio send would otherwise leave an unretrieved Future."""
+        if sock is None or sock.closed:
+            return False
+        try:
+            f = sock.send_multipart(frames, flags=zmq.DONTWAIT)
+        except zmq.ZMQError as exc:
+            log.debug("overlay send failed: %s", exc)
+            return False
+        if f.done():
+            exc = f.exception()
+            if exc is not None:
+                log.debug("overlay send failed: %s", exc)
+                return False
+        return True
+
     def _control_up(self, ctype: int, status: int = 0) -> None:
         m = Message(CONTROL, control_type=ctype, control_status=status)
-        self.dealer.send_multipart(m.encode_frames(with_route=False))
+        self._send(self.dealer, m.encode_frames(with_route=False))
 
     def _control_down(self, rank: int, ctype: int, status: int = 0) -> None:
         m = Message(CONTROL, control_type=ctype, control_status=status)
-        self.router.send_multipart([str(rank).encode(), *m.encode_frames(with_route=False)])
+        self._send(self.router, [str(rank).encode(), *m.encode_frames(with_route=False)])
 
     def send_up(self, msg: Message) -> bool:
         if self.dealer is None or self.parent_lost:
             return False
-        self.dealer.send_multipart(msg.encode_frames())
-        return True
+        return self._send(self.dealer, msg.encode_frames())
 
     def send_down(self, rank: int, msg: Message) -> bool:
         if self.router is None or self.child_state.get(rank) in ("lost", "offline", None):
             return False
-        if msg.type == REQUEST and not msg.noresponse:
-            self.inflight[rank][(tuple(msg.route), msg.matchtag)] = (
+        key = (tuple(msg.route), msg.matchtag)
+        track = msg.type == REQUEST and not msg.noresponse
+        if track:
+            self.inflight[rank][key] = (
                 msg.topic, list(msg.route), msg.matchtag, msg.flags, msg.userid, msg.rolemask)
-        self.router.send_multipart([str(rank).encode(), *msg.encode_frames()])
+        if not self._send(self.router, [str(rank).encode(), *msg.encode_frames()]):
+            if track:
+                self.inflight[rank].pop(key, None)
+            return False
         return True
 
     def send_response(self, rank: int, msg: Message) -> None:
         if rank == self.parent:
-            if self.dealer is not None and not self.parent_lost:
-                self.dealer.send_multipart(msg.encode_frames())
-        elif rank in self.child_state and self.router is not None:
+            if not self.parent_lost:
+                self._send(self.dealer, msg.encode_frames())
+        elif rank in self.child_state:
             if self.child_state[rank] not in ("lost", "offline"):
-                self.router.send_multipart([str(rank).encode(), *msg.encode_frames()])
+                self._send(self.router, [str(rank).encode(), *msg.encode_frames()])
 
     def send_event(self, ev: Message) -> None:
         if self.router is None:
@@ -158,7 +184,7 @@ class Overlay:
         frames = ev.encode_frames(with_route=False)
         for r, st in self.child_state.items():
             if st in ("up", "connecting"):
-                self.router.send_multipart([str(r).encode(), *frames])
+                self._send(self.router, [str(r).encode(), *frames])
 
     # ------------------------------------------------------------- receiving
     async def _recv_children(self) -> None:
@@ -204,6 +230,9 @@ class Overlay:
                 self.child_state[rank] = "offline"
                 self._fail_inflight(rank, "has shut down")
                 self._check_gone()
+            elif ct == KEEPALIVE:
+                # answered, so the child sees its parent alive even between heartbeats
+                self._control_down(rank, KEEPALIVE)
             elif ct == PONG:
                 self.pongs.add(rank)
                 if self.pongs >= self.sweep_targets:
@@ -222,6 +251,7 @@ class Overlay:
                 self.broker.log(4, f"overlay: malformed message from parent: {exc}")
                 continue
             self.parent_seen = time.monotonic()
+            self.parent_heard = True
             try:
                 self._from_parent(msg)
             except Exception as exc:  # noqa: BLE001
@@ -320,7 +350,8 @@ class Overlay:
             now = time.monotonic()
             if self.dealer is not None and not self.parent_lost:
                 self._control_up(KEEPALIVE)
-                if now - self.parent_seen > self.torpid_max and not self.broker.shutdown_started:
+                if (self.parent_heard and now - self.parent_seen > self.torpid_max
+                        and not self.broker.shutdown_started):
                     self.parent_lost = True
                     self.broker.log(3, f"overlay: parent rank {self.parent} silent for "
                                        f"{now - self.parent_seen:.1f}s; shutting down")
@@ -370,4 +401,5 @@ class Overlay:
         if self.router is not None:
             self.router.close(linger=0)
         # linger lets the GOODBYE reach the parent before the context goes away
-        self.ctx.destroy(linger=2000)
+        # (nothing can reach a lost parent: do not wait for it)
+        self.ctx.destroy(linger=0 if self.parent_lost else 2000)
