@@ -34,6 +34,7 @@ from flux.core.message import (
     ROLE_OWNER,
     Message,
 )
+from flux.core.util.fsd import parse_fsd
 
 log = logging.getLogger("flux.broker")
 
@@ -363,6 +364,19 @@ class Broker:
         a.setdefault("tbon.torpid_min", "5s")
         a.setdefault("tbon.torpid_max", "30s")
         a.setdefault("heartbeat.period", "2s")
+        # the enclosing instance, if this broker was started inside one (flux-core
+        # takes it from FLUX_URI at startup)
+        parent_uri = os.environ.get("FLUX_URI")
+        if parent_uri and "parent-uri" not in a:
+            a.set("parent-uri", parent_uri, ATTR_IMMUTABLE)
+        for name in ("rundir", "statedir", "parent-uri", "jobid", "tbon.topo", "local-uri"):
+            if name in a:
+                a.setdefault(name, "", ATTR_IMMUTABLE)  # keeps the value, marks it read-only
+        for name in ("heartbeat.period", "tbon.torpid_min", "tbon.torpid_max"):
+            try:
+                parse_fsd(a[name])
+            except ValueError as exc:
+                raise FluxError(errno.EINVAL, f"attribute {name}: {exc}") from None
 
     async def run(self) -> int:
         """Run the broker until the instance shuts down; return the exit code."""

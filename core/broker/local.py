@@ -13,6 +13,7 @@ import os
 import socket
 import struct
 
+from flux.core.errors import FluxError
 from flux.core.message import (
     EVENT,
     FLAG_NORESPONSE,
@@ -280,7 +281,7 @@ class LocalConnector:
         rundir = a["rundir"]
         uri = a.get("local-uri") or f"local://{rundir}/local-{self.broker.rank}"
         if not uri.startswith("local://"):
-            raise ValueError(f"local-uri must be local://PATH, not {uri}")
+            raise FluxError(errno.EINVAL, f"attribute local-uri must be local://PATH, not {uri}")
         self.path = uri[len("local://"):]
         if os.path.exists(self.path):
             os.unlink(self.path)

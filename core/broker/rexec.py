@@ -46,9 +46,9 @@ class RexecService(Service):
         if env is not None and not isinstance(env, dict):
             raise FluxError(errno.EPROTO, "rexec.exec: env must be an object")
         cwd = cmd.get("cwd") or None
-        if env is not None:
-            env = {str(k): str(v) for k, v in env.items()}
-            env["FLUX_URI"] = self.broker.attrs["local-uri"]  # the command talks to this rank
+        env = os.environ if env is None else env
+        env = {str(k): str(v) for k, v in env.items()}
+        env["FLUX_URI"] = self.broker.attrs["local-uri"]  # the command talks to this rank
         rank = self.broker.rank
         try:
             proc = await asyncio.create_subprocess_exec(

@@ -15,12 +15,25 @@ from flux.core.util import idset
 from flux.handle import RPC_STREAMING
 
 
-def _write(stream, data: bytes, label: str | None) -> None:
+def _write(stream, data: bytes, label: str | None, partial: dict | None = None,
+           key=None, eof: bool = False) -> None:
+    """Write output; with a label, whole lines only (a line split over two output
+    messages is held in `partial[key]` until its end, or until EOF)."""
     if label is not None:
+        if partial is not None:
+            data = partial.pop(key, b"") + data
+            if not eof and not data.endswith(b"\n"):
+                head, sep, tail = data.rpartition(b"\n")
+                if tail:
+                    partial[key] = tail
+                data = head + sep
         lines = data.splitlines(keepends=True)
         data = b"".join(label.encode() + b": " + ln for ln in lines)
-    stream.buffer.write(data)
-    stream.flush()
+        if eof and data and not data.endswith(b"\n"):
+            data += b"\n"
+    if data:
+        stream.buffer.write(data)
+        stream.flush()
 
 
 @cli("flux-exec")
@@ -54,6 +67,7 @@ def main(argv: list[str]) -> int:
     cwd = args.dir or os.getcwd()
     state = {"rc": 0}
     label = args.label_io
+    partial: dict = {}  # (rank, stream) -> incomplete last line, when labelling
 
     def on_response(f, rank):
         try:
@@ -67,10 +81,13 @@ def main(argv: list[str]) -> int:
         if t == "output":
             io = resp["io"]
             data = io.get("data")
+            stream = sys.stdout if io["stream"] == "stdout" else sys.stderr
+            raw = b""
             if data:
                 raw = base64.b64decode(data) if io.get("encoding") == "base64" else data.encode()
-                stream = sys.stdout if io["stream"] == "stdout" else sys.stderr
-                _write(stream, raw, str(rank) if label else None)
+            if raw or (label and io.get("eof")):
+                _write(stream, raw, str(rank) if label else None, partial,
+                       (rank, io["stream"]), bool(io.get("eof")))
         elif t == "finished":
             st = resp["status"]
             code = (st >> 8) & 0xFF if (st & 0x7F) == 0 else 128 + (st & 0x7F)

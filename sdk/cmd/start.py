@@ -83,7 +83,12 @@ def main(argv: list[str]) -> int:
     os.makedirs(rundir, exist_ok=True)
     base = [sys.executable, "-m", "flux.core.broker.main"] + _broker_args(args)
     base.append(f"-Srundir={rundir}")
-    if hosts:
+    if not hosts:
+        # every broker runs here: the hostlist names this host once per rank
+        from flux.core.util.hostlist import encode
+
+        base.append(f"-Shostlist={encode([os.uname().nodename] * args.test_size)}")
+    else:
         base.append(f"-Shostlist={encode(hosts)}")
     procs: list[subprocess.Popen] = []
     if args.noexec:
