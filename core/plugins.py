@@ -12,7 +12,6 @@ from typing import Any
 
 import attrs
 import pluggy
-
 from flux.core.hookspecs import ALL_GROUPS, PROJECT, SPECS
 
 log = logging.getLogger("flux.plugins")
@@ -64,15 +63,20 @@ def load_group(group: str, *, disabled: set[str] | frozenset = frozenset()
     pm.add_hookspecs(SPECS[group])
     records: dict[str, PluginRecord] = {}
 
+    dists = {ep.name: _dist_of(ep) for ep in iter_entry_points(group)}
+
     def failed(_mgr, ep, exc):
-        dist, ver = _dist_of(ep)
+        # stevedore's cached entry points carry no distribution: take it from importlib
+        dist, ver = _dist_of(ep) if getattr(ep, "dist", None) else dists.get(ep.name, ("?", "?"))
         records[ep.name] = PluginRecord(group, ep.name, dist, ver, False, f"{type(exc).__name__}: {exc}")
-        log.error("plugin %s (group %s) failed to load: %s", ep.name, group, exc)
+        log.error("plugin %s (group %s, distribution %s %s) failed to load: %s: %s",
+                  ep.name, group, dist, ver, type(exc).__name__, exc)
 
     mgr = ExtensionManager(namespace=group, invoke_on_load=False,
                            on_load_failure_callback=failed)
     for ext in mgr.extensions:
-        dist, ver = _dist_of(ext.entry_point)
+        dist, ver = (_dist_of(ext.entry_point) if getattr(ext.entry_point, "dist", None)
+                     else dists.get(ext.name, ("?", "?")))
         if ext.name in disabled:
             records[ext.name] = PluginRecord(group, ext.name, dist, ver, False, "disabled by config")
             continue
@@ -141,20 +145,26 @@ class BrokerPlugins:
     def __init__(self, broker):
         self.broker = broker
         disabled = set(broker.conf.get("plugins", {}).get("disable", []))
+        # a plugin that fails to load is logged (at err) by load_group
         self.pm, self.records = load_group("flux.broker", disabled=disabled)
-        for r in self.records:
-            if not r.loaded and r.error != "disabled by config":
-                broker.log(3, f"plugin {r.name} ({r.distribution}) failed to load: {r.error}")
 
     def load_services(self) -> None:
         for name, services, exc in call_each(self.pm, "broker_services", broker=self.broker):
             if exc is not None:
                 self.broker.log_exception(f"plugin {name}: broker_services failed", exc)
                 continue
-            for svc in services or []:
+            if services is None:
+                continue
+            if not isinstance(services, list | tuple):
+                self.broker.log(3, f"plugin {name}: broker_services returned "
+                                   f"{type(services).__name__}, not a list of services; ignored")
+                continue
+            for svc in services:
                 try:
                     self.broker.add_service(svc)
+                    svc.plugin_name = name
                 except Exception as e:  # noqa: BLE001
+                    self.broker.remove_service(svc)
                     self.broker.log_exception(f"plugin {name}: service {getattr(svc, 'name', svc)}", e)
 
     def _notify(self, hook: str) -> None:

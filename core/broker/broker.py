@@ -162,6 +162,12 @@ class Broker:
         self.service_objects.append(svc)
         return svc
 
+    def remove_service(self, svc: Service) -> None:
+        for t in [t for t, h in self.services.items() if h is svc]:
+            del self.services[t]
+        if svc in self.service_objects:
+            self.service_objects.remove(svc)
+
     def lookup(self, topic: str) -> Any:
         h = self.services.get(topic)
         if h is not None:
@@ -395,7 +401,13 @@ class Broker:
         self.plugins = BrokerPlugins(self)
         self.plugins.load_services()
         for svc in list(self.service_objects):
-            await svc.start()
+            try:
+                await svc.start()
+            except Exception as exc:  # noqa: BLE001 - a broken service must not stop the broker
+                who = getattr(svc, "plugin_name", None)
+                self.log_exception(f"plugin {who}: service {svc.name} failed to start" if who
+                                   else f"service {svc.name} failed to start", exc)
+                self.remove_service(svc)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self._on_signal, sig)
         self.connector = LocalConnector(self)
