@@ -33,6 +33,7 @@ DRIVER_GROUPS = {
     "flux.match_policy": "scheduler match policy (first, low, high, locality, variation)",
     "flux.resource_reader": "resource graph readers (local hwloc-like discovery, R, JGF, TOML)",
     "flux.cmd": "`flux` subcommands (a callable taking argv)",
+    "flux.scheduler": "the `sched` service of an instance (simple, graph)",
 }
 ALL_GROUPS = {**HOOK_GROUPS, **DRIVER_GROUPS}
 
@@ -68,26 +69,30 @@ class IngestSpec:
 
 
 class JobtapSpec:
-    """Group `flux.jobtap`: callbacks from the job manager as jobs move through states."""
+    """Group `flux.jobtap`: callbacks from the job manager as jobs move through states.
+
+    `manager` is the JobManager (core/job_manager/manager.py): plugins use it to
+    add or remove dependencies, post events or change a job's priority.
+    """
 
     @hookspec
-    def jobtap_validate(self, job: Any) -> None:
-        """Raise to reject a job at submission, after ingest (e.g. limits)."""
+    def jobtap_validate(self, job: Any, manager: Any) -> None:
+        """Raise ValueError to reject a job at submission (limits, dependency syntax)."""
 
     @hookspec(firstresult=True)
-    def jobtap_priority(self, job: Any) -> int | None:
+    def jobtap_priority(self, job: Any, manager: Any) -> int | None:
         """Return the job's priority (0..2^32-1); the first non-None answer wins."""
 
     @hookspec
-    def jobtap_state(self, job: Any, state: str, prev: str) -> None:
+    def jobtap_state(self, job: Any, state: str, prev: str, manager: Any) -> None:
         """The job entered `state`."""
 
     @hookspec
-    def jobtap_dependencies(self, job: Any, dependencies: list) -> None:
-        """Handle the job's RFC 26 dependencies (add with job.add_dependency)."""
+    def jobtap_dependencies(self, job: Any, dependencies: list, manager: Any) -> None:
+        """The job entered DEPEND: add its dependencies (manager.dependency_add)."""
 
     @hookspec
-    def jobtap_event(self, job: Any, name: str, context: dict) -> None:
+    def jobtap_event(self, job: Any, name: str, context: dict, manager: Any) -> None:
         """An event was appended to the job's eventlog."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from flux.core.broker.service import NOREPLY, Service, method, payload_of, require
 from flux.core.errors import FluxError
+from flux.core.job.fluid import encode_kvs as kvs_dir
 from flux.core.job_manager import eventlog
 from flux.core.job_manager.job import (
     CLEANUP,
@@ -37,11 +38,6 @@ from flux.core.job_manager.job import (
 from flux.core.message import FLAG_STREAMING, ROLE_OWNER
 
 APPEND = 32  # KVS op flag
-
-
-def kvs_dir(jobid: int) -> str:
-    return (f"job.{(jobid >> 48) & 0xFFFF:04x}.{(jobid >> 32) & 0xFFFF:04x}"
-            f".{(jobid >> 16) & 0xFFFF:04x}.{jobid & 0xFFFF:04x}")
 
 
 def _val(data: bytes) -> dict:
@@ -407,6 +403,13 @@ class JobManager(Service):
         now = time.time()
         job = Job(id=jobid, userid=userid, urgency=urgency, flags=flags, t_submit=now,
                   jobspec=jobspec)
+        if self.jobtap is not None:
+            try:
+                self.jobtap.validate(job)
+            except FluxError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a plugin's rejection, with its message
+                raise FluxError(errno.EINVAL, str(exc)) from None
         d = kvs_dir(jobid)
         self._ops.append({"key": d + ".J", "flags": 0, "dirent": _val(J.encode())})
         self._ops.append({"key": d + ".jobspec", "flags": 0, "dirent": _val(orjson.dumps(jobspec))})

@@ -1,0 +1,1 @@
+"""sched-simple: first-come first-served allocation of cores and GPUs."""
