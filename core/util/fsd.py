@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import math
+import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
+_NUMBER = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def parse_fsd(text: str | float | int) -> float:
-    """Seconds from an FSD string; raises ValueError naming the bad input."""
+    """Seconds from an FSD string (or a number of seconds); raises ValueError naming the
+    bad input.  ``inf``/``infinity`` (any case) give ``math.inf``."""
     if isinstance(text, int | float) and not isinstance(text, bool):
         if text < 0 or math.isnan(text):
             raise ValueError(f"invalid duration {text!r}: must be >= 0")
-        return float(text)
-    s = str(text).strip()
+        return float(text) + 0.0
+    if not isinstance(text, str):
+        raise ValueError(f"invalid Flux Standard Duration {text!r}: not a string or number")
+    s = text.strip()
     if s.lower() in ("inf", "infinity"):
         return math.inf
     num, mult = s, 1.0
@@ -21,13 +28,12 @@ def parse_fsd(text: str | float | int) -> float:
         if s.endswith(unit):
             num, mult = s[: -len(unit)], _UNITS[unit]
             break
-    try:
-        v = float(num)
-    except ValueError:
-        raise ValueError(f"invalid Flux Standard Duration '{text}'") from None
-    if v < 0 or math.isnan(v) or num.strip() != num or not num:
+    if not _NUMBER.fullmatch(num):
         raise ValueError(f"invalid Flux Standard Duration '{text}'")
-    return v * mult
+    v = float(num) * mult
+    if math.isinf(v):
+        raise ValueError(f"invalid Flux Standard Duration '{text}': out of range")
+    return v + 0.0
 
 
 def format_fsd(seconds: float) -> str:

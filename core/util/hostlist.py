@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import re
 
+
+def _digits(s: str) -> bool:
+    return s.isascii() and s.isdigit()
+
+
 _BRACKET = re.compile(r"^(?P<prefix>[^\[\]]*)\[(?P<ids>[^\[\]]*)\](?P<suffix>[^\[\],]*)$")
 
 
@@ -48,19 +53,33 @@ def decode(text: str) -> list[str]:
             rng = rng.strip()
             if "-" in rng:
                 a, _, b = rng.partition("-")
-                if not (a.isdigit() and b.isdigit()) or int(b) < int(a):
+                a, b = a.strip(), b.strip()
+                if not (_digits(a) and _digits(b)) or int(b) < int(a):
                     raise ValueError(f"invalid hostlist '{text}': bad range '{rng}'")
                 width = len(a) if a.startswith("0") and len(a) > 1 else 0
                 for i in range(int(a), int(b) + 1):
                     out.append(f"{prefix}{i:0{width}d}{suffix}")
             else:
-                if not rng.isdigit():
+                if not _digits(rng):
                     raise ValueError(f"invalid hostlist '{text}': '{rng}' is not a number")
                 out.append(f"{prefix}{rng}{suffix}")
     return out
 
 
-_NUM = re.compile(r"^(.*?)(\d+)(\D*)$")
+_NUM = re.compile(r"^(.*?)([0-9]+)([^0-9]*)$")
+
+
+def _padded(num: str) -> bool:
+    return len(num) > 1 and num[0] == "0"
+
+
+def _same_width(first: str, other: str) -> bool:
+    """Can ``other`` join a range that starts at ``first``?  A range is printed with the
+    width of its first id (RFC 29), so padded ids must keep that width, and unpadded
+    ids must stay unpadded."""
+    if _padded(first):
+        return len(other) == len(first)
+    return not _padded(other)
 
 
 def encode(hosts: list[str]) -> str:
@@ -88,7 +107,7 @@ def encode(hosts: list[str]) -> str:
         while i < len(nums):
             j = i
             while (j + 1 < len(nums) and int(nums[j + 1]) == int(nums[j]) + 1
-                   and len(nums[j + 1]) == len(nums[i])):
+                   and _same_width(nums[i], nums[j + 1])):
                 j += 1
             ranges.append(nums[i] if i == j else f"{nums[i]}-{nums[j]}")
             i = j + 1
