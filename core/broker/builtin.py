@@ -109,6 +109,8 @@ class BrokerService(Service):
         if self.broker.rank != 0:
             raise FluxError(errno.EINVAL, "broker.shutdown must be sent to rank 0")
         rc = payload_of(msg).get("exitcode", 0)
+        if isinstance(rc, bool) or not isinstance(rc, int) or not 0 <= rc <= 255:
+            raise FluxError(errno.EPROTO, "broker.shutdown: exitcode must be an integer 0-255")
         b = self.broker
         if b.initial_proc is not None and b.initial_proc.returncode is None:
             b.initial_proc.terminate()
@@ -154,6 +156,10 @@ class OverlayService(Service):
     def topology(self, msg):
         b = self.broker
         rank = payload_of(msg).get("rank", b.rank)
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < b.size:
+            # (a negative rank made the descendants walk loop forever)
+            raise FluxError(errno.EPROTO if not isinstance(rank, int) else errno.EINVAL,
+                            f"overlay.topology: rank must be an integer 0-{b.size - 1}")
 
         def node(r):
             return {"rank": r, "size": 1 + len(b.topo.descendants(r)),
