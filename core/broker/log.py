@@ -54,7 +54,10 @@ class LogService(Service):
     def __init__(self, broker):
         super().__init__(broker)
         a = broker.attrs
-        self.ring_size = a.get_int("log-ring-size", 1024)
+        size = a.setdefault("log-ring-size", "1024")
+        if not (size.isdigit() and int(size) > 0):
+            raise FluxError(errno.EINVAL, "attribute log-ring-size must be a positive integer")
+        self.ring_size = int(size)
         self.ring: collections.deque = collections.deque(maxlen=self.ring_size)
         self.level = level_number(a.setdefault("log-level", "7"))
         self.stderr_level = level_number(a.setdefault("log-stderr-level", "3"))

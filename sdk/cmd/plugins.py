@@ -29,5 +29,5 @@ def main(argv: list[str]) -> int:
         rows.append((r.group, r.name, r.distribution, r.version, "yes" if r.loaded else f"no: {r.error}"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+        print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
     return 0 if all(r.loaded for r in recs) else 1
