@@ -13,7 +13,8 @@ import stat
 
 import pytest
 from flux.core.job import jobspec as core
-from flux.core.job.jobspec import CountRange, JobspecError, JobspecModel
+from flux.core.job.jobspec import JobspecError
+from flux.core.job.jobspec_model import CountRange, JobspecModel
 from flux.job import Jobspec, JobspecV1, validate_jobspec
 from hypothesis import given, settings
 from hypothesis import strategies as st

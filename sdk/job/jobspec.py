@@ -21,14 +21,13 @@ import math
 import os
 import stat
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from flux.core.job.jobspec import (
     TOP_LEVEL_KEYS,
     V1_RESOURCE_TYPES,
     JobspecError,
-    JobspecModel,
     SlotCounts,
     resource_counts,
     resource_walk,
@@ -38,6 +37,9 @@ from flux.core.job.jobspec import (
     validate,
 )
 from flux.core.util.fsd import parse_fsd
+
+if TYPE_CHECKING:
+    from flux.core.job.jobspec_model import JobspecModel
 
 __all__ = [
     "Jobspec",
