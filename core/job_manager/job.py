@@ -5,35 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from flux.core.job import states
 
 NEW, DEPEND, PRIORITY, SCHED, RUN, CLEANUP, INACTIVE = (
     "NEW", "DEPEND", "PRIORITY", "SCHED", "RUN", "CLEANUP", "INACTIVE")
-STATE_NUM = {NEW: 1, DEPEND: 2, PRIORITY: 4, SCHED: 8, RUN: 16, CLEANUP: 32, INACTIVE: 64}
+STATE_NUM = states.STATES  # "RUN" -> 16 ...
 ACTIVE_STATES = (NEW, DEPEND, PRIORITY, SCHED, RUN, CLEANUP)
-
-# event name -> {from state: to state}; events not listed change no state
-TRANSITIONS: dict[str, dict[str, str]] = {
-    "validate": {NEW: DEPEND},
-    "depend": {DEPEND: PRIORITY},
-    "priority": {PRIORITY: SCHED},
-    "urgency": {SCHED: PRIORITY},
-    "jobspec-update": {SCHED: PRIORITY},
-    "flux-restart": {SCHED: PRIORITY},
-    "alloc": {SCHED: RUN},
-    "finish": {RUN: CLEANUP},
-    "clean": {CLEANUP: INACTIVE},
-}
-
-RESULT_COMPLETED, RESULT_FAILED, RESULT_CANCELED, RESULT_TIMEOUT = 1, 2, 4, 8
-RESULT_NAMES = {1: "COMPLETED", 2: "FAILED", 4: "CANCELED", 8: "TIMEOUT"}
 
 
 def next_state(state: str, name: str, context: dict | None) -> str:
-    if name == "exception":
-        if (context or {}).get("severity", 0) == 0 and state in (NEW, DEPEND, PRIORITY, SCHED, RUN):
-            return CLEANUP
-        return state
-    return TRANSITIONS.get(name, {}).get(state, state)
+    """The job manager keeps state names; the transition table is flux.core.job.states'."""
+    return states.STATE_NAMES[states.next_state(states.STATES[state], name, context)]
 
 
 @attrs.define(slots=True, eq=False)
@@ -91,12 +73,4 @@ class Job:
 
     @property
     def result(self) -> int:
-        if self.success:
-            return RESULT_COMPLETED
-        if self.exception is not None:
-            t = self.exception.get("type")
-            if t == "cancel":
-                return RESULT_CANCELED
-            if t == "timeout":
-                return RESULT_TIMEOUT
-        return RESULT_FAILED
+        return states.result_of(self.status, self.exceptions)
