@@ -8,6 +8,7 @@ rank) to its parent. Control messages carry the join/leave protocol:
   SHUTDOWN  parent -> child  shut your subtree down
   GOODBYE   child -> parent  my subtree is down, I am leaving
   PING/PONG parent <-> child liveness sweep after a socket disconnect
+  STATUS    child -> parent  my subtree's health changed (full/partial/degraded)
 
 A child that disappears is noticed through the socket monitor (then a ping sweep
 names which child it was) or through missed keepalives; requests in flight to it
@@ -37,7 +38,9 @@ from zmq.utils.monitor import parse_monitor_message
 
 log = logging.getLogger("flux.overlay")
 
-HELLO, KEEPALIVE, SHUTDOWN, GOODBYE, PING, PONG = 1, 2, 3, 4, 5, 6
+HELLO, KEEPALIVE, SHUTDOWN, GOODBYE, PING, PONG, STATUS = 1, 2, 3, 4, 5, 6, 7
+# subtree health, reported up with STATUS when it changes (flux overlay status)
+SUBTREE_STATUS = ["full", "partial", "degraded"]
 
 
 def default_endpoint(rundir: str, rank: int) -> str:
@@ -53,6 +56,8 @@ class Overlay:
         self.children = b.topo.children(b.rank)
         self.child_state: dict[int, str] = {r: "connecting" for r in self.children}
         self.child_seen: dict[int, float] = {}
+        self.child_subtree: dict[int, str] = {}  # health a child reports for its subtree
+        self.reported_status = "full"
         self.inflight: dict[int, dict] = {r: {} for r in self.children}
         self.parent_seen = time.monotonic()
         self.subtree_ready = asyncio.Event()
@@ -226,10 +231,16 @@ class Overlay:
                     self.child_state[rank] = "up"
                     self.broker.log(6, f"overlay: child rank {rank} joined")
                 self._check_subtree()
+                self._status_changed()
             elif ct == GOODBYE:
                 self.child_state[rank] = "offline"
                 self._fail_inflight(rank, "has shut down")
                 self._check_gone()
+                self._status_changed()
+            elif ct == STATUS:
+                if 0 <= msg.control_status < len(SUBTREE_STATUS):
+                    self.child_subtree[rank] = SUBTREE_STATUS[msg.control_status]
+                    self._status_changed()
             elif ct == KEEPALIVE:
                 # answered, so the child sees its parent alive even between heartbeats
                 self._control_down(rank, KEEPALIVE)
@@ -299,6 +310,7 @@ class Overlay:
         self._fail_inflight(rank, "was lost")
         self._check_subtree()
         self._check_gone()
+        self._status_changed()
 
     async def _monitor(self, sock, on_disconnect) -> None:
         msock = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
@@ -368,14 +380,27 @@ class Overlay:
             await asyncio.sleep(self.period)
 
     # --------------------------------------------------------------- health
+    def subtree_status(self) -> str:
+        """full: every broker below is up; partial: some are offline (or not yet
+        joined), none lost; degraded: at least one was lost."""
+        states = self.child_state
+        below = [self.child_subtree.get(r, "full") for r, s in states.items() if s == "up"]
+        if any(s == "lost" for s in states.values()) or "degraded" in below:
+            return "degraded"
+        if any(s in ("offline", "connecting") for s in states.values()) or "partial" in below:
+            return "partial"
+        return "full"
+
+    def _status_changed(self) -> None:
+        new = self.subtree_status()
+        if new != self.reported_status:
+            self.reported_status = new
+            if self.dealer is not None and not self.parent_lost and not self.closing:
+                self._control_up(STATUS, SUBTREE_STATUS.index(new))
+
     def health(self) -> dict:
         states = self.child_state
-        if any(s == "lost" for s in states.values()):
-            status = "degraded"
-        elif any(s in ("offline", "connecting") for s in states.values()):
-            status = "partial"
-        else:
-            status = "full"
+        status = self.subtree_status()
         return {"rank": self.rank, "status": status,
                 "children": [{"rank": r, "status": s} for r, s in sorted(states.items())]}
 
