@@ -1,0 +1,1 @@
+"""A fake plugin distribution for the tests (put this folder on PYTHONPATH)."""
