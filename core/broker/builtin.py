@@ -167,3 +167,13 @@ class OverlayService(Service):
 
         return node(rank)
 
+
+class ConfigService(Service):
+    """`config.get`: the instance configuration this broker was started with
+    (`flux start --conf`, `-c DIR`), as flux-core's `flux config get` reads it."""
+
+    name = "config"
+
+    @method("get")
+    def get(self, msg):
+        return self.broker.conf

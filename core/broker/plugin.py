@@ -8,6 +8,7 @@ def broker_services(broker):
     from flux.core.broker.attributes import AttrService
     from flux.core.broker.builtin import (
         BrokerService,
+        ConfigService,
         EventService,
         OverlayService,
         ServiceRegistry,
@@ -17,4 +18,4 @@ def broker_services(broker):
 
     return [AttrService(broker), EventService(broker), ServiceRegistry(broker),
             BrokerService(broker), StateMachine(broker), OverlayService(broker),
-            RexecService(broker)]
+            RexecService(broker), ConfigService(broker)]
