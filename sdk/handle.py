@@ -64,7 +64,14 @@ class Watcher:
         if not self.active:
             self.active = True
             self.handle._watchers.add(self)
-            self._on_start()
+            try:
+                self._on_start()
+            except BaseException:
+                # e.g. an fd that cannot be polled: not left active (the reactor would
+                # wait for it forever)
+                self.active = False
+                self.handle._watchers.discard(self)
+                raise
         return self
 
     def stop(self) -> Watcher:

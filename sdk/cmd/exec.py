@@ -1,6 +1,7 @@
-"""`flux exec [-r RANKS] [-x RANKS] [-l] [-d DIR] CMD...`: run a command on broker ranks.
+"""`flux exec [-r RANKS] [-x RANKS] [-l] [-d DIR] [-n] CMD...`: run a command on broker ranks.
 
-Output is forwarded as it arrives; the exit code is the largest of the commands'.
+Output is forwarded as it arrives; stdin is broadcast to every rank (-n: none);
+the exit code is the largest of the commands'.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 
 from flux.cmd.util import Parser, cli, open_handle
 from flux.core.util import idset
-from flux.handle import RPC_STREAMING
+from flux.handle import RPC_NORESPONSE, RPC_STREAMING
 
 
 def _write(stream, data: bytes, label: str | None, partial: dict | None = None,
@@ -69,6 +70,46 @@ def main(argv: list[str]) -> int:
     label = args.label_io
     partial: dict = {}  # (rank, stream) -> incomplete last line, when labelling
 
+    # stdin is read here and broadcast to every rank's process (-n: none, EOF at once).
+    # Without that, a command that reads stdin would wait forever.
+    stdin = {"sent": [], "eof": bool(args.noinput), "pids": {}, "watcher": None}
+
+    def write_stdin(rank, pid, data: bytes | None):
+        io = {"stream": "stdin", "rank": str(rank)}
+        if data:
+            io.update(data=base64.b64encode(data).decode(), encoding="base64")
+        else:
+            io["eof"] = True
+        h.rpc("rexec.write", {"pid": pid, "io": io}, nodeid=rank, flags=RPC_NORESPONSE)
+
+    def on_stdin(handle, watcher, fd, revents, arg):
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if data:
+            stdin["sent"].append(data)
+        else:
+            stdin["eof"] = True
+            watcher.stop()
+        for rank, pid in stdin["pids"].items():
+            write_stdin(rank, pid, data)
+
+    def started(rank, pid):
+        stdin["pids"][rank] = pid
+        for data in stdin["sent"]:
+            write_stdin(rank, pid, data)
+        if stdin["eof"]:
+            write_stdin(rank, pid, None)
+
+    remaining = set(ranks)
+
+    def finished(rank):
+        remaining.discard(rank)
+        stdin["pids"].pop(rank, None)
+        if not remaining and stdin["watcher"] is not None:
+            stdin["watcher"].stop()  # nobody left to read it
+
     def on_response(f, rank):
         try:
             resp = f.get()
@@ -76,6 +117,7 @@ def main(argv: list[str]) -> int:
             if exc.errno != errno.ENODATA:
                 sys.stderr.write(f"flux-exec: Error: rank {rank}: {exc.strerror}\n")
                 state["rc"] = max(state["rc"], 127 if exc.errno == errno.ENOENT else 1)
+            finished(rank)
             return
         t = resp.get("type")
         if t == "output":
@@ -97,11 +139,24 @@ def main(argv: list[str]) -> int:
                                  f"flux-exec: Error: rank {rank}: {cmd[0]}: killed by signal {st & 0x7F}\n")
             state["rc"] = max(state["rc"], code)
         elif t == "started":
-            state.setdefault("pids", {})[rank] = resp["pid"]
+            started(rank, resp["pid"])
         f.reset()
 
     payload = {"cmd": {"cmdline": cmd, "env": env, "cwd": cwd, "opts": {}}, "flags": 3}
     for r in ranks:
         h.rpc("rexec.exec", payload, nodeid=r, flags=RPC_STREAMING).then(on_response, r)
+    if not stdin["eof"]:
+        try:
+            os.fstat(0)
+        except OSError:  # no stdin at all
+            stdin["eof"] = True
+    if not stdin["eof"]:
+        try:
+            stdin["watcher"] = h.fd_watcher_create(0, on_stdin).start()
+        except OSError:
+            # a regular file or /dev/null cannot be polled: it is finite, read it now
+            while data := os.read(0, 65536):
+                stdin["sent"].append(data)
+            stdin["eof"] = True
     h.reactor_run()
     return state["rc"]
