@@ -174,24 +174,28 @@ class JobManager(Service):
             if not job.dependencies and job.state == DEPEND:
                 self.post(job, "depend")
         elif state == PRIORITY:
+            if prev == SCHED:  # urgency change etc.: a queued alloc carries the old priority
+                self.pending.pop(job.id, None)
+                if job.alloc_pending:
+                    self.broker.send_internal_noresponse("sched.cancel", {"id": job.id})
+            # the policy comes only from `flux.jobtap` plugins (e.g. priority-default)
             prio = self.jobtap.priority(job) if self.jobtap is not None else None
-            if prio is None:
-                prio = self.default_priority(job)
+            if prio is None or not 0 <= prio <= 4294967295:
+                note = ("no jobtap plugin set a priority (is a priority plugin such as"
+                        " flux-jobtap-priority installed and enabled?)" if prio is None
+                        else f"the priority plugin returned {prio}, outside 0..4294967295")
+                self.post(job, "exception", {"type": "priority", "severity": 0, "note": note})
+                return
             self.post(job, "priority", {"priority": prio})
         elif state == SCHED:
-            self.pending[job.id] = job
-            self._request_allocs()
+            if not job.alloc_pending:  # else the scheduler's CANCEL answer requeues it
+                self.pending[job.id] = job
+                self._request_allocs()
         elif state == CLEANUP:
             self.pending.pop(job.id, None)
             self._cleanup(job)
         elif state == INACTIVE:
             self._retire(job)
-
-    @staticmethod
-    def default_priority(job: Job) -> int:
-        if job.urgency == 31:
-            return 4294967295
-        return job.urgency
 
     def dependency_add(self, job: Job, description: str) -> None:
         job.dependencies.add(description)

@@ -1,0 +1,1 @@
+"""ingest-feasibility: reject requests the instance's scheduler can never satisfy."""

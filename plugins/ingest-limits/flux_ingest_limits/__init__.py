@@ -1,0 +1,1 @@
+"""ingest-limits: site defaults, queue names and limits from the `[policy]` and `[queues]` config."""

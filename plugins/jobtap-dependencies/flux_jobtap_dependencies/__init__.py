@@ -1,0 +1,1 @@
+"""jobtap-dependencies: RFC 26 job dependencies (after*, singleton, begin-time)."""

@@ -1,0 +1,1 @@
+"""jobtap-priority: the default priority plugin (priority = urgency; hold and expedite)."""
