@@ -122,21 +122,29 @@ def test_copy_and_move_via_treeobj(h):
 
 
 # -- transactions ----------------------------------------------------------------
+def private_ns(h, name):
+    """A namespace only this test writes, so its version is predictable."""
+    if name not in kvs.namespace_list(h):
+        kvs.namespace_create(h, name)
+    return name
+
+
 def test_transaction_is_all_or_nothing(h):
-    v0 = kvs.getroot(h)["rootseq"]
+    ns = private_ns(h, "t5ns")
+    v0 = kvs.getroot(h, ns)["rootseq"]
     with pytest.raises(OSError) as ei:
         commit_raw(h, [
             {"key": "t5.a", "flags": 0, "dirent": T.val(b"1")},
             {"key": "t5.log", "flags": T.APPEND, "dirent": T.val(b"x")},
             {"key": "t5", "flags": T.APPEND, "dirent": T.val(b"boom")},  # t5 is now a directory
-        ])
+        ], namespace=ns)
     assert ei.value.errno == errno.EISDIR
-    assert not kvs.exists(h, "t5")
-    assert kvs.getroot(h)["rootseq"] == v0
+    assert not kvs.exists(h, "t5", namespace=ns)
+    assert kvs.getroot(h, ns)["rootseq"] == v0
     r = commit_raw(h, [{"key": "t5.a", "flags": 0, "dirent": T.val(b"1")},
-                       {"key": "t5.b", "flags": 0, "dirent": T.val(b"2")}])
+                       {"key": "t5.b", "flags": 0, "dirent": T.val(b"2")}], namespace=ns)
     assert r["rootseq"] == v0 + 1
-    assert kvs.get(h, "t5.a") == 1 and kvs.get(h, "t5.b") == 2
+    assert kvs.get(h, "t5.a", namespace=ns) == 1 and kvs.get(h, "t5.b", namespace=ns) == 2
 
 
 def test_kvstxn_context_and_commit_async(h):
@@ -154,15 +162,16 @@ def test_kvstxn_context_and_commit_async(h):
 
 
 def test_wait_version(h, inst):
+    ns = private_ns(h, "t7ns")
     h2 = inst.handle()
-    target = kvs.getroot(h)["rootseq"] + 2
-    f = h2.rpc("kvs.wait-version", {"rootseq": target, "namespace": "primary"})
+    target = kvs.getroot(h, ns)["rootseq"] + 2
+    f = h2.rpc("kvs.wait-version", {"rootseq": target, "namespace": ns})
     kvs.put(h, "t7.a", 1)
-    kvs.commit(h)
-    assert kvs.getroot(h2)["rootseq"] == target - 1  # h2's requests are answered in order...
+    kvs.commit(h, namespace=ns)
+    assert kvs.getroot(h2, ns)["rootseq"] == target - 1  # h2's requests are answered in order
     assert not f.is_ready()  # ...so the wait is still pending
     kvs.put(h, "t7.b", 1)
-    kvs.commit(h)
+    kvs.commit(h, namespace=ns)
     assert f.get()["rootseq"] >= target
     h2.close()
 
@@ -279,12 +288,15 @@ BAD_COMMITS = [
 
 @pytest.mark.parametrize("payload,code", BAD_COMMITS)
 def test_bad_commits_are_refused_cleanly(h, payload, code):
-    v0 = kvs.getroot(h)["rootseq"]
+    ns = private_ns(h, "t11ns")
+    if payload.get("namespace") == "primary":
+        payload = dict(payload, namespace=ns)
+    v0 = kvs.getroot(h, ns)["rootseq"]
     with pytest.raises(OSError) as ei:
         h.rpc("kvs.commit", payload).get()
     assert ei.value.errno == code, ei.value.strerror
     assert ei.value.strerror
-    assert kvs.getroot(h)["rootseq"] == v0
+    assert kvs.getroot(h, ns)["rootseq"] == v0
     kvs.put(h, "t11.alive", 1)  # the broker is fine
     kvs.commit(h)
     assert kvs.get(h, "t11.alive") == 1

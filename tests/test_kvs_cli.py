@@ -64,8 +64,9 @@ def test_put_get_forms(inst):
     ok(inst, "put", "--append", "c1.app=ab")
     ok(inst, "put", "-A", "c1.app=cd")
     assert ok(inst, "get", "c1.app") == "abcd\n"
-    seq = int(ok(inst, "put", "-s", "c1.z=1"))
-    assert seq == int(ok(inst, "version"))
+    ok(inst, "namespace", "create", "c1ns")  # only this test writes there
+    seq = int(ok(inst, "put", "-N", "c1ns", "-s", "c1.z=1"))
+    assert seq == int(ok(inst, "version", "-N", "c1ns")) == 1
     assert json.loads(ok(inst, "put", "-O", "c1.z=2"))["type"] == "dirref"
 
 

@@ -69,7 +69,7 @@ def test_normalize_key():
     assert T.normalize_key(".a.b") == ("a.b", False)
     assert T.normalize_key(".") == ("", False)
     assert T.normalize_key("abc") == ("abc", False)
-    for bad in ("", None, 5, "a\0b", "x" * (T.KEY_MAX + 1), ".".join(["a"] * 300)):
+    for bad in ("", None, 5, "a\0b", "x" * (T.KEY_MAX + 1), ".".join(["a"] * 101)):
         with pytest.raises(FluxError) as ei:
             T.normalize_key(bad)
         assert ei.value.errno == errno.EINVAL
@@ -342,3 +342,27 @@ def test_rpc_handlers_check_access_and_input(tmp_path):
     assert by_tag[31].errnum == errno.EPERM
     assert by_tag[32].errnum == errno.EPROTO  # WATCH without the streaming flag
     assert kvs.namespaces["primary"].rootseq == 1
+
+
+def test_depth_limit_keeps_tree_objects_encodable():
+    import orjson
+    from flux.core.kvs.tree import Hasher, full_treeobj
+
+    def nested(n):
+        obj = T.val(b"leaf")
+        for _ in range(n):
+            obj = T.dir_({"d": obj})
+        return obj
+
+    ns = Namespace("primary", 0)
+    t = Txn(ns, NodeBuilder(None, 1 << 20))
+    t.apply(ops.put_treeobj("top", nested(T.DEPTH_MAX - 1)))
+    orjson.dumps(full_treeobj(ns.root))  # the deepest tree still encodes
+    Hasher().dir_ref(ns.root)
+    for key, obj in (("top2", nested(T.DEPTH_MAX)), ("a.b", nested(T.DEPTH_MAX - 1))):
+        with pytest.raises(FluxError) as ei:
+            t.apply(ops.put_treeobj(key, obj))
+        assert ei.value.errno == errno.EINVAL
+    t.apply(ops.symlink("deep", ".".join(["x"] * (T.DEPTH_MAX - 1))))
+    with pytest.raises(FluxError, match="resolves to more than"):
+        t.apply(ops.put("deep.y.z", b"1"))

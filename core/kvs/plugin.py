@@ -12,6 +12,7 @@ from flux.core.hookspecs import hookimpl
 @hookimpl
 def broker_services(broker):
     if broker.rank != 0:
+        broker.kvs = None  # services here use RPCs, which reach rank 0
         return []
     from flux.core.kvs.content import ContentService
     from flux.core.kvs.service import KVSService, KVSWatchService

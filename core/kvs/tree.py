@@ -132,6 +132,12 @@ def deep_copy(node):
     return Link(node.target, node.namespace)
 
 
+def depth(node) -> int:
+    if type(node) is not Dir or not node.entries:
+        return 0
+    return 1 + max(depth(c) for c in node.entries.values())
+
+
 def split(key: str) -> list[str]:
     return [p for p in key.split(".") if p]
 
@@ -349,6 +355,9 @@ class Txn:
                                                      f"{'.'.join(parts[:i + 1])} into namespace "
                                                      f"{child.namespace}")
                     parts = split(child.target) + parts[i + 1:]
+                    if len(parts) > T.DEPTH_MAX:
+                        raise err(errno.EINVAL, key, f"resolves to more than {T.DEPTH_MAX} "
+                                                     "components")
                     restarted = True
                     break
                 if not create:
@@ -393,11 +402,6 @@ class Txn:
                 self.struct.add(path)
             self._rows(path, node)
         self.keys.add(path)
-
-    def put_node(self, key: str, node) -> None:
-        d, name, path = self._walk(key, True)
-        self.keys.add(key)
-        self._replace(d, name, path, node)
 
     def unlink(self, key: str) -> None:
         found = self._walk(key, False)
@@ -468,3 +472,10 @@ class Txn:
             self.append(key, data)
             return
         self.put_node(key, self.builder.build(dirent, key, key.count(".") + 1))
+
+    def put_node(self, key: str, node) -> None:
+        d, name, path = self._walk(key, True)
+        if type(node) is Dir and path.count(".") + 1 + depth(node) > T.DEPTH_MAX:
+            raise err(errno.EINVAL, key, f"directories nested deeper than {T.DEPTH_MAX} levels")
+        self.keys.add(key)
+        self._replace(d, name, path, node)

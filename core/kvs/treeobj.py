@@ -32,7 +32,9 @@ SYNC = 4
 
 TYPES = ("val", "valref", "dir", "dirref", "symlink", "hdir")
 KEY_MAX = 65536  # sanity bound: real keys are tens of characters
-DEPTH_MAX = 256  # path components; also bounds recursion over nested directories
+# path components, nested directories included: bounds recursion, and keeps a whole
+# tree object (2 JSON levels per directory) within orjson's nesting limit of 254
+DEPTH_MAX = 100
 PRIMARY = "primary"
 
 
