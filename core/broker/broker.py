@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import os
 import signal
@@ -408,6 +409,10 @@ class Broker:
                 self.log_exception(f"plugin {who}: service {svc.name} failed to start" if who
                                    else f"service {svc.name} failed to start", exc)
                 self.remove_service(svc)
+        # long-lived start-up objects need no more collection; fewer young-generation
+        # passes keep the message hot path from paying for cycle detection
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self._on_signal, sig)
         self.connector = LocalConnector(self)
