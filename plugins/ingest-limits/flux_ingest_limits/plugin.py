@@ -247,10 +247,12 @@ def _check_queue(policy: Policy, queue: Any) -> str | None:
 def ingest_validate(jobspec: dict, config: dict) -> None:
     """Reject a job naming an unknown queue or exceeding the limits."""
     policy = policy_of(config)
-    if policy.trivial:
-        return
     system = _system(jobspec)
     if system is None:
+        return
+    if policy.trivial:
+        if system.get("queue") is not None:
+            _check_queue(policy, system["queue"])
         return
     queue = _check_queue(policy, system.get("queue"))
     eff = policy.for_queue(queue)
