@@ -23,7 +23,6 @@ import logging
 import time
 
 import zmq
-import zmq.asyncio
 from flux.core.message import (
     CONTROL,
     EVENT,
@@ -47,6 +46,59 @@ def default_endpoint(rundir: str, rank: int) -> str:
     return f"ipc://{rundir}/tbon-{rank}"
 
 
+class _Reader:
+    """Feeds every message of a (synchronous) ZeroMQ socket to `on_frames`, driven by
+    the event loop watching the socket's FD.
+
+    zmq.asyncio costs one Future and one loop wakeup per message; draining here is
+    several times faster. The FD is edge-triggered: it is read until EVENTS shows no
+    more input, and `kick()` (after a send on the same socket) looks again.
+    """
+
+    BATCH = 256  # messages per turn, so one busy socket cannot starve the loop
+
+    def __init__(self, sock, on_frames):
+        self.sock = sock
+        self.on_frames = on_frames
+        self.loop = asyncio.get_running_loop()
+        self.fd = sock.getsockopt(zmq.FD)
+        self.kicked = False
+        self.closed = False
+        self.loop.add_reader(self.fd, self.drain)
+        self.kick()
+
+    def kick(self) -> None:
+        if not self.kicked and not self.closed:
+            self.kicked = True
+            self.loop.call_soon(self.drain)
+
+    def drain(self) -> None:
+        self.kicked = False
+        sock = self.sock
+        for _ in range(self.BATCH):
+            if self.closed:
+                return
+            try:
+                if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    return
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:  # the socket was closed
+                self.close()
+                return
+            self.on_frames(frames)
+        self.kick()  # more may be waiting: continue on the next turn
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.loop.remove_reader(self.fd)
+            except (ValueError, OSError):
+                pass
+
+
 class Overlay:
     def __init__(self, broker):
         self.broker = broker
@@ -62,7 +114,8 @@ class Overlay:
         self.parent_seen = time.monotonic()
         self.subtree_ready = asyncio.Event()
         self.children_gone = asyncio.Event()
-        self.ctx = zmq.asyncio.Context()
+        self.ctx = zmq.Context()
+        self.readers: list[_Reader] = []
         self.router = None
         self.dealer = None
         self.tasks: list[asyncio.Task] = []
@@ -103,8 +156,8 @@ class Overlay:
             self._secure(self.router, server=True)
             self.router.bind(ep)
             a.set("tbon.endpoint", self.router.getsockopt_string(zmq.LAST_ENDPOINT), 1)
-            self.tasks.append(asyncio.ensure_future(self._recv_children()))
-            self.tasks.append(asyncio.ensure_future(self._monitor(self.router, self._children_disconnect)))
+            self.readers.append(_Reader(self.router, self._recv_children))
+            self._monitor(self.router, self._children_disconnect)
         else:
             self.subtree_ready.set()
             self.children_gone.set()
@@ -118,8 +171,8 @@ class Overlay:
             self.dealer.setsockopt(zmq.RCVHWM, 0)
             self._secure(self.dealer, server=False)
             self.dealer.connect(pep)
-            self.tasks.append(asyncio.ensure_future(self._recv_parent()))
-            self.tasks.append(asyncio.ensure_future(self._monitor(self.dealer, self._parent_disconnect)))
+            self.readers.append(_Reader(self.dealer, self._recv_parent))
+            self._monitor(self.dealer, self._parent_disconnect)
         self.tasks.append(asyncio.ensure_future(self._watchdog()))
 
     async def wait_subtree(self) -> None:
@@ -132,20 +185,18 @@ class Overlay:
 
     # --------------------------------------------------------------- sending
     def _send(self, sock, frames: list[bytes]) -> bool:
-        """Queue frames without blocking; False (never an exception) if the socket is
-        gone. A failed zmq.asyncio send would otherwise leave an unretrieved Future."""
+        """Queue frames without blocking; False (never an exception) if the socket is gone."""
         if sock is None or sock.closed:
             return False
         try:
-            f = sock.send_multipart(frames, flags=zmq.DONTWAIT)
+            sock.send_multipart(frames, flags=zmq.DONTWAIT)
         except zmq.ZMQError as exc:
             log.debug("overlay send failed: %s", exc)
             return False
-        if f.done():
-            exc = f.exception()
-            if exc is not None:
-                log.debug("overlay send failed: %s", exc)
-                return False
+        # a send may consume the edge of the socket's (edge-triggered) FD: look again
+        for r in self.readers:
+            if r.sock is sock:
+                r.kick()
         return True
 
     def _control_up(self, ctype: int, status: int = 0) -> None:
@@ -192,27 +243,22 @@ class Overlay:
                 self._send(self.router, [str(r).encode(), *frames])
 
     # ------------------------------------------------------------- receiving
-    async def _recv_children(self) -> None:
-        while True:
-            try:
-                frames = await self.router.recv_multipart()
-            except (zmq.ZMQError, asyncio.CancelledError):
-                return
-            ident = frames[0].decode(errors="replace")
-            if not ident.isdigit() or int(ident) not in self.child_state:
-                self.broker.log(4, f"overlay: message from unknown peer {ident!r} dropped")
-                continue
-            rank = int(ident)
-            try:
-                msg = Message.decode_frames(frames[1:])
-            except ProtocolError as exc:
-                self.broker.log(4, f"overlay: malformed message from rank {rank}: {exc}")
-                continue
-            self.child_seen[rank] = time.monotonic()
-            try:
-                self._from_child(rank, msg)
-            except Exception as exc:  # noqa: BLE001 - one bad message must not stop the overlay
-                self.broker.log_exception(f"overlay: handling message from rank {rank}", exc)
+    def _recv_children(self, frames: list[bytes]) -> None:
+        ident = frames[0].decode(errors="replace")
+        if not ident.isdigit() or int(ident) not in self.child_state:
+            self.broker.log(4, f"overlay: message from unknown peer {ident!r} dropped")
+            return
+        rank = int(ident)
+        try:
+            msg = Message.decode_frames(frames[1:])
+        except ProtocolError as exc:
+            self.broker.log(4, f"overlay: malformed message from rank {rank}: {exc}")
+            return
+        self.child_seen[rank] = time.monotonic()
+        try:
+            self._from_child(rank, msg)
+        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the overlay
+            self.broker.log_exception(f"overlay: handling message from rank {rank}", exc)
 
     def _from_child(self, rank: int, msg: Message) -> None:
         t = msg.type
@@ -250,23 +296,18 @@ class Overlay:
                     self.pong_event.set()
         # events never flow up
 
-    async def _recv_parent(self) -> None:
-        while True:
-            try:
-                frames = await self.dealer.recv_multipart()
-            except (zmq.ZMQError, asyncio.CancelledError):
-                return
-            try:
-                msg = Message.decode_frames(frames)
-            except ProtocolError as exc:
-                self.broker.log(4, f"overlay: malformed message from parent: {exc}")
-                continue
-            self.parent_seen = time.monotonic()
-            self.parent_heard = True
-            try:
-                self._from_parent(msg)
-            except Exception as exc:  # noqa: BLE001
-                self.broker.log_exception("overlay: handling message from parent", exc)
+    def _recv_parent(self, frames: list[bytes]) -> None:
+        try:
+            msg = Message.decode_frames(frames)
+        except ProtocolError as exc:
+            self.broker.log(4, f"overlay: malformed message from parent: {exc}")
+            return
+        self.parent_seen = time.monotonic()
+        self.parent_heard = True
+        try:
+            self._from_parent(msg)
+        except Exception as exc:  # noqa: BLE001
+            self.broker.log_exception("overlay: handling message from parent", exc)
 
     def _from_parent(self, msg: Message) -> None:
         t = msg.type
@@ -312,18 +353,15 @@ class Overlay:
         self._check_gone()
         self._status_changed()
 
-    async def _monitor(self, sock, on_disconnect) -> None:
+    def _monitor(self, sock, on_disconnect) -> None:
         msock = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        try:
-            while True:
-                frames = await msock.recv_multipart()
-                ev = parse_monitor_message(frames)
-                if ev["event"] == zmq.EVENT_DISCONNECTED and not self.closing:
-                    on_disconnect()
-        except (zmq.ZMQError, asyncio.CancelledError):
-            return
-        finally:
-            msock.close(linger=0)
+
+        def on_event(frames):
+            ev = parse_monitor_message(frames)
+            if ev["event"] == zmq.EVENT_DISCONNECTED and not self.closing:
+                on_disconnect()
+
+        self.readers.append(_Reader(msock, on_event))
 
     def _children_disconnect(self) -> None:
         if not self.sweeping:
@@ -422,6 +460,8 @@ class Overlay:
             self._control_up(GOODBYE)
         for t in self.tasks:
             t.cancel()
+        for r in self.readers:
+            r.close()
         await asyncio.sleep(0)
         if self.router is not None:
             self.router.close(linger=0)
