@@ -204,6 +204,20 @@ def test_ping(inst3):
     assert r.returncode == 1 and "flux-ping: rank 7 is not in this instance of size 3" in r.stderr
     r = inst3.flux("ping", "-c", "1", "nosuchsvc")
     assert r.returncode == 1 and "No service matching nosuchsvc.ping is registered" in r.stderr
+    r = inst3.flux("ping", "--batch", "-c", "4", "1")
+    assert r.returncode == 0 and [ln.split()[2] for ln in r.stdout.splitlines()] == [
+        "seq=0", "seq=1", "seq=2", "seq=3"]
+    assert inst3.flux("ping", "--batch", "1").returncode == 1  # needs a count
+
+
+def test_overlay_status_subtree_and_bad_rank(inst3):
+    r = inst3.flux("overlay", "status", "-r", "2")
+    assert re.fullmatch(r"2 \S+: full\n", r.stdout)
+    r = inst3.flux("overlay", "status", "-r", "3")
+    assert r.returncode == 1 and "rank 3 is not in this instance of size 3" in r.stderr
+    assert inst3.flux("overlay", "parentof", "2").stdout == "0\n"
+    r = inst3.flux("overlay", "parentof", "0")
+    assert r.returncode == 1 and "rank 0 has no parent" in r.stderr
 
 
 # ----------------------------------------------- getattr / setattr / lsattr

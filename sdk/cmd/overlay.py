@@ -52,6 +52,9 @@ def main(argv: list[str]) -> int:
     from flux.core.util.hostlist import decode
 
     hosts = decode(h.attr_get("hostlist"))
+    size = int(h.attr_get("size"))
+    if not 0 <= args.rank < size:
+        raise ValueError(f"rank {args.rank} is not in this instance of size {size}")
     lines: list[str] = []
     _tree(h, args.rank, hosts, "", True, True, lines, {})
     if args.summary:

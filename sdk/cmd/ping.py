@@ -40,6 +40,18 @@ def main(argv: list[str]) -> int:
     pad = "x" * args.pad
     seq = 0
     total = 0.0
+    if args.batch:
+        # every request in flight at once, then the answers in order
+        if args.count <= 0:
+            raise ValueError("--batch needs --count")
+        t0 = time.perf_counter()
+        futs = [h.rpc(f"{svc}.ping", {"seq": i, "pad": pad}, nodeid=nodeid) for i in range(args.count)]
+        for i, f in enumerate(futs):
+            resp = f.get()
+            dt = (time.perf_counter() - t0) * 1000
+            print(f"{resp.get('rank', nodeid)}!{svc}.ping pad={args.pad} seq={i} time={dt:.3f} ms "
+                  f"({resp.get('route', '')})", flush=True)
+        return 0
     while args.count == 0 or seq < args.count:
         t0 = time.perf_counter()
         resp = h.rpc(f"{svc}.ping", {"seq": seq, "pad": pad}, nodeid=nodeid).get()
