@@ -38,6 +38,9 @@ from flux.core.job_manager.job import (
 from flux.core.message import FLAG_STREAMING, ROLE_OWNER
 
 APPEND = 32  # KVS op flag
+ANY_JOB = 0xFFFFFFFFFFFFFFFF  # FLUX_JOBID_ANY
+STATE_BITS = {NEW: 1, DEPEND: 2, PRIORITY: 4, SCHED: 8, RUN: 16, CLEANUP: 32, INACTIVE: 64}
+USERID_ANY = 0xFFFFFFFF
 
 
 def _val(data: bytes) -> dict:
@@ -70,6 +73,10 @@ class JobManager(Service):
         self.queue_disable_reason: str | None = None
         self.queue_started = True
         self.queue_stop_reason: str | None = None
+        # named queues ([queues] config): name -> {enable, start, disable_reason?, stop_reason?}
+        self.named_queues: dict[str, dict] = {
+            name: {"enable": True, "start": True} for name in (broker.conf.get("queues") or {})}
+        self.wait_any: list = []  # job-manager.wait requests for FLUX_JOBID_ANY
         self.drain_waiters: list[asyncio.Future] = []
         self.idle_waiters: list[asyncio.Future] = []
         conf = broker.conf.get("job-manager", {})
@@ -217,7 +224,7 @@ class JobManager(Service):
 
     # ============================================================ scheduler
     def _request_allocs(self) -> None:
-        if not self.sched_ready or not self.queue_started or not self.pending:
+        if not self.sched_ready or not self.pending:
             return
         if self.sched_limit and self.alloc_outstanding >= self.sched_limit:
             return
@@ -225,7 +232,7 @@ class JobManager(Service):
         for job in order:
             if self.sched_limit and self.alloc_outstanding >= self.sched_limit:
                 break
-            if job.priority == 0:  # held
+            if job.priority == 0 or not self._queue_started(job):  # held or queue stopped
                 continue
             del self.pending[job.id]
             job.alloc_pending = True
@@ -380,6 +387,8 @@ class JobManager(Service):
         for w in job.waiters:
             self._answer_wait(w, job)
         job.waiters.clear()
+        if job.flags & 4 and self.wait_any:
+            self._answer_wait(self.wait_any.pop(0), job)
         self._purge()
         self._check_drain()
 
@@ -403,6 +412,7 @@ class JobManager(Service):
     # ========================================================== submission
     async def submit(self, jobspec: dict, J: str, userid: int, urgency: int, flags: int) -> Job:
         """Create a job from a validated jobspec; returns once it is stored."""
+        self._queue_submit_check(jobspec)
         jobid = self.next_id()
         now = time.time()
         job = Job(id=jobid, userid=userid, urgency=urgency, flags=flags, t_submit=now,
@@ -543,6 +553,8 @@ class JobManager(Service):
         jobid = require(p, "id", int, msg.topic)
         if not (msg.rolemask & ROLE_OWNER):
             raise FluxError(errno.EPERM, "job-manager.wait is restricted to the instance owner")
+        if jobid == ANY_JOB:
+            return self._wait_any(msg)
         job = self.jobs.get(jobid) or self.inactive.get(jobid)
         if job is None:
             raise FluxError(errno.ECHILD, f"job {jobid} does not exist or was already waited for")
@@ -600,6 +612,7 @@ class JobManager(Service):
                 del self.journal_readers[k]
         for job in self.jobs.values():
             job.waiters = [w for w in job.waiters if w.sender != sender]
+        self.wait_any = [w for w in self.wait_any if w.sender != sender]
 
     @method("cancel")
     def cancel(self, msg):
@@ -610,3 +623,215 @@ class JobManager(Service):
                 self.respond_error(m, errno.ENODATA)
         return NOREPLY
 
+    # ================================================ tool RPCs (flux cancel/job/queue)
+    def _wait_any(self, msg):
+        for job in self.inactive.values():
+            if job.flags & 4:
+                self._answer_wait(msg, job)
+                return NOREPLY
+        if not any(j.flags & 4 for j in self.jobs.values()):
+            raise FluxError(errno.ECHILD, "there are no waitable jobs")
+        self.wait_any.append(msg)
+        return NOREPLY
+
+    def _select(self, msg, p: dict) -> list[Job]:
+        """Active jobs of `userid` (USERID_ANY: all users) whose state is in `states`."""
+        userid = p.get("userid", msg.userid)
+        states = p.get("states", 0) or 62
+        if not isinstance(userid, int) or not isinstance(states, int):
+            raise FluxError(errno.EPROTO, f"{msg.topic}: userid and states must be integers")
+        if not (msg.rolemask & ROLE_OWNER) and userid != msg.userid:
+            raise FluxError(errno.EPERM, "guests may only target their own jobs")
+        return [j for j in self.jobs.values()
+                if (userid == USERID_ANY or j.userid == userid) and STATE_BITS[j.state] & states]
+
+    @method("raiseall")
+    def raiseall(self, msg):
+        p = payload_of(msg)
+        sev = p.get("severity", 7)
+        etype = p.get("type")
+        if not isinstance(sev, int) or not 0 <= sev <= 7:
+            raise FluxError(errno.EINVAL, "severity must be an integer 0-7")
+        if not isinstance(etype, str) or not etype or " " in etype:
+            raise FluxError(errno.EINVAL, "exception type must be a non-empty word")
+        jobs = self._select(msg, p)
+        if not p.get("dry_run"):
+            ctx = {"type": etype, "severity": sev, "userid": msg.userid, "note": str(p.get("note", ""))}
+            for job in jobs:
+                if job.active:
+                    self.post(job, "exception", dict(ctx))
+        return {"count": len(jobs), "errors": 0}
+
+    @method("killall")
+    def killall(self, msg):
+        p = payload_of(msg)
+        signum = p.get("signum", 15)
+        if not isinstance(signum, int) or not 0 < signum < 65:
+            raise FluxError(errno.EINVAL, f"invalid signal number {signum}")
+        jobs = [j for j in self._select(msg, dict(p, states=16)) if j.exec_running]
+        if not p.get("dry_run"):
+            for job in jobs:
+                self.broker.send_internal_noresponse(f"{self.exec_service}.kill",
+                                                     {"id": job.id, "signum": signum})
+        return {"count": len(jobs), "errors": 0}
+
+    @method("purge", owner_only=True)
+    def purge(self, msg):
+        p = payload_of(msg)
+        age, num = p.get("age_limit", -1), p.get("num_limit", -1)
+        batch = p.get("batch", 50)
+        if not all(isinstance(v, (int, float)) for v in (age, num, batch)) or batch < 1:
+            raise FluxError(errno.EPROTO, "purge: age_limit, num_limit, batch must be numbers")
+        now = time.time()
+        victims = []
+        n = len(self.inactive)
+        for jobid, job in self.inactive.items():  # oldest first
+            if len(victims) >= batch:
+                break
+            too_many = num >= 0 and n - len(victims) > num
+            too_old = age >= 0 and now - job.times.get("t_inactive", now) > age
+            if not (too_many or too_old):
+                break
+            victims.append(jobid)
+        if p.get("force"):
+            for jobid in victims:
+                self._purge_one(jobid)
+        return {"count": len(victims)}
+
+    @method("purge-id", owner_only=True)
+    def purge_id(self, msg):
+        p = payload_of(msg)
+        jobid = require(p, "id", int, msg.topic)
+        if jobid in self.jobs:
+            raise FluxError(errno.EINVAL, "cannot purge an active job")
+        if jobid not in self.inactive:
+            raise FluxError(errno.ENOENT, f"unknown job id {jobid}")
+        if p.get("force"):
+            self._purge_one(jobid)
+        return {"count": 1}
+
+    @method("stats-get")
+    def stats_get(self, msg):
+        return {"active_jobs": len(self.jobs), "inactive_jobs": len(self.inactive)}
+
+    @method("history.get")
+    def history_get(self, msg):
+        """The caller's most recently submitted job ids, newest first, sliced by a
+        Python-style `slice` string such as "[:1]" (flux job last)."""
+        text = payload_of(msg).get("slice", "[:1]")
+        try:
+            if not (isinstance(text, str) and text.startswith("[") and text.endswith("]")):
+                raise ValueError
+            parts = [int(x) if x.strip() else None for x in text[1:-1].split(":")]
+            sl = slice(*parts) if len(parts) > 1 else slice(parts[0], None if parts[0] == -1 else parts[0] + 1)
+        except (ValueError, TypeError):
+            raise FluxError(errno.EINVAL, f"invalid slice '{text}'") from None
+        ids = sorted((j.id for j in (*self.jobs.values(), *self.inactive.values())
+                      if j.userid == msg.userid), reverse=True)
+        return {"jobs": ids[sl]}
+
+    def _queue(self, name):
+        """The state dict of queue `name` (None: the anonymous queue)."""
+        if self.named_queues:
+            if name is None:
+                raise FluxError(errno.EINVAL, "a named queue is required")
+            q = self.named_queues.get(name)
+            if q is None:
+                raise FluxError(errno.EINVAL, f"'{name}' is not a valid queue")
+            return q
+        if name is not None:
+            raise FluxError(errno.EINVAL, f"'{name}' is not a valid queue")
+        return None
+
+    def _queue_started(self, job: Job) -> bool:
+        q = self.named_queues.get(job.system("queue")) if self.named_queues else None
+        return q["start"] if q is not None else self.queue_started
+
+    def _queue_submit_check(self, jobspec: dict) -> None:
+        try:
+            name = jobspec["attributes"]["system"].get("queue")
+        except (KeyError, TypeError, AttributeError):
+            name = None
+        if self.named_queues and name in self.named_queues:
+            q = self.named_queues[name]
+            if not q["enable"]:
+                raise FluxError(errno.EINVAL, f"job submission to {name} is disabled: "
+                                              f"{q.get('disable_reason')}")
+        elif self.named_queues and name is not None:
+            raise FluxError(errno.EINVAL, f"'{name}' is not a valid queue")
+        elif not self.queue_enabled:
+            raise FluxError(errno.EINVAL, f"job submission is disabled: {self.queue_disable_reason}")
+
+    def _queue_targets(self, msg, p: dict) -> list:
+        name = p.get("name")
+        if name is None and self.named_queues:
+            if not p.get("all"):
+                raise FluxError(errno.EINVAL, "Use --all to apply this command to all queues")
+            return list(self.named_queues.values())
+        q = self._queue(name)
+        return [q] if q is not None else [None]
+
+    @method("alloc-query")
+    def alloc_query(self, msg):
+        return {"queue_length": len(self.pending), "alloc_pending": self.alloc_outstanding,
+                "running": sum(1 for j in self.jobs.values() if j.state in (RUN, CLEANUP))}
+
+    @method("queue-list")
+    def queue_list(self, msg):
+        return {"queues": list(self.named_queues)}
+
+    @method("queue-status")
+    def queue_status(self, msg):
+        q = self._queue(payload_of(msg).get("name"))
+        if q is None:
+            q = {"enable": self.queue_enabled, "start": self.queue_started,
+                 "disable_reason": self.queue_disable_reason, "stop_reason": self.queue_stop_reason}
+        out = {"enable": q["enable"], "start": q["start"]}
+        if not self.sched_ready:
+            out["start"] = False
+            out["stop_reason"] = "Scheduler is offline"
+        elif not q["start"] and q.get("stop_reason"):
+            out["stop_reason"] = q["stop_reason"]
+        if not q["enable"]:
+            out["disable_reason"] = q.get("disable_reason")
+        return out
+
+    @method("queue-enable", owner_only=True)
+    def queue_enable(self, msg):
+        p = payload_of(msg)
+        enable = p.get("enable")
+        if not isinstance(enable, bool):
+            raise FluxError(errno.EPROTO, "queue-enable: enable must be a boolean")
+        reason = p.get("reason")
+        if not enable and not reason:
+            raise FluxError(errno.EINVAL, "reason is required for disable")
+        for q in self._queue_targets(msg, p):
+            if q is None:
+                self.queue_enabled = enable
+                self.queue_disable_reason = None if enable else reason
+            else:
+                q["enable"] = enable
+                q["disable_reason"] = None if enable else reason
+        return {}
+
+    @method("queue-start", owner_only=True)
+    def queue_start(self, msg):
+        p = payload_of(msg)
+        start = p.get("start")
+        if not isinstance(start, bool):
+            raise FluxError(errno.EPROTO, "queue-start: start must be a boolean")
+        reason = p.get("reason")
+        for q in self._queue_targets(msg, p):
+            if q is None:
+                self.queue_started = start
+                self.queue_stop_reason = None if start else reason
+            else:
+                q["start"] = start
+                q["stop_reason"] = None if start else reason
+        if start:
+            self._request_allocs()
+        else:  # stopping withdraws outstanding alloc requests (the job goes back to pending)
+            for job in list(self.jobs.values()):
+                if job.alloc_pending and not self._queue_started(job):
+                    self.broker.send_internal_noresponse("sched.cancel", {"id": job.id})
+        return {}

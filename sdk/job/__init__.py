@@ -31,3 +31,51 @@ def __dir__():
 
 __all__ = ["JobID", "Jobspec", "JobspecError", "JobspecV1", "id_encode", "id_parse",
            "validate_jobspec"]
+
+# Submission, waiting, events and signals.  Imported eagerly (they are light): `submit`,
+# `wait` and `event` are also submodule names, and importing a submodule rebinds its
+# name on the package, so the functions must be bound here after their modules load.
+from flux.job.event import (  # noqa: E402
+    MAIN_EVENTS,
+    EventLogEvent,
+    JobEventWatchFuture,
+    JobException,
+    event_wait,
+    event_watch,
+    event_watch_async,
+)
+from flux.job.kill import (  # noqa: E402
+    cancel,
+    cancel_async,
+    job_raise,
+    job_raise_async,
+    kill,
+    kill_async,
+)
+from flux.job.submit import (  # noqa: E402
+    SubmitBatchFuture,
+    SubmitFuture,
+    submit,
+    submit_async,
+    submit_batch_async,
+    submit_get_id,
+)
+from flux.job.wait import (  # noqa: E402
+    JobResultFuture,
+    JobResultInfo,
+    JobWaitFuture,
+    JobWaitResult,
+    result,
+    result_async,
+    wait,
+    wait_async,
+    wait_get_status,
+)
+
+__all__ += [
+    "MAIN_EVENTS", "EventLogEvent", "JobEventWatchFuture", "JobException", "event_wait",
+    "event_watch", "event_watch_async", "cancel", "cancel_async", "job_raise", "job_raise_async",
+    "kill", "kill_async", "SubmitBatchFuture", "SubmitFuture", "submit", "submit_async",
+    "submit_batch_async", "submit_get_id", "JobResultFuture", "JobResultInfo", "JobWaitFuture",
+    "JobWaitResult", "result", "result_async", "wait", "wait_async", "wait_get_status",
+]
