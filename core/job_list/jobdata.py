@@ -36,7 +36,7 @@ _STATE_TIME = {S.DEPEND: "t_depend", S.PRIORITY: "t_priority", S.SCHED: "t_sched
 
 def _get(d: Any, *path: str) -> Any:
     for k in path:
-        if not isinstance(d, Mapping):
+        if not isinstance(d, dict):
             return None
         d = d.get(k)
     return d
@@ -55,7 +55,7 @@ def _set_path(d: dict, path: str, value: Any) -> None:
 def _count(c: Any) -> int:
     if isinstance(c, int) and not isinstance(c, bool):
         return c
-    if isinstance(c, Mapping):
+    if isinstance(c, dict):
         v = c.get("min", 1)
         return v if isinstance(v, int) else 1
     if isinstance(c, str):  # RFC 45 range string: its minimum
@@ -71,7 +71,7 @@ def jobspec_summary(js: Any) -> dict:
     are None, with what is needed to compute them once R arrives."""
     out: dict[str, Any] = {}
     system = _get(js, "attributes", "system")
-    if not isinstance(system, Mapping):
+    if not isinstance(system, dict):
         system = {}
     name = _get(system, "job", "name")
     if not isinstance(name, str):
@@ -113,8 +113,8 @@ def jobspec_summary(js: Any) -> dict:
     out["ncores"] = None if (nnodes and exclusive) else nslots * slot_size
     out["per_node"] = out["per_core"] = 0
     per = _get(system, "shell", "options", "per-resource")
-    ptype = per.get("type") if isinstance(per, Mapping) else None
-    pcount = per.get("count", 1) if isinstance(per, Mapping) else 1
+    ptype = per.get("type") if isinstance(per, dict) else None
+    pcount = per.get("count", 1) if isinstance(per, dict) else 1
     if not isinstance(pcount, int) or pcount < 1:
         pcount = 1
     if ptype == "node":
@@ -127,7 +127,7 @@ def jobspec_summary(js: Any) -> dict:
             out["ntasks"] = nslots * slot_size * pcount
         else:
             out["ntasks"], out["per_core"] = None, pcount
-    elif isinstance(count, Mapping) and isinstance(count.get("total"), int):
+    elif isinstance(count, dict) and isinstance(count.get("total"), int):
         out["ntasks"] = count["total"]
     else:
         out["ntasks"] = nslots
