@@ -30,11 +30,8 @@ def broker_services(broker):
     jm = JobManager(broker, next_id=gen.next)
     jm.jobtap = Jobtap(broker, jm)
     broker.job_manager = jm
-    launcher = None
-    try:
-        from flux.core.exec.launcher import ShellLauncher as launcher
-    except ImportError:
-        launcher = None
+    from flux.core.exec.launcher import ShellLauncher as launcher
+
     services += [jm, IngestService(broker), ExecService(broker, launcher)]
     name = broker.conf.get("sched", {}).get("module") or broker.attrs.get("sched.module") or "simple"
     broker.attrs.setdefault("sched.module", name)
