@@ -195,7 +195,9 @@ class JobManager(Service):
                 return
             self.post(job, "priority", {"priority": prio})
         elif state == SCHED:
-            if not job.alloc_pending:  # else the scheduler's CANCEL answer requeues it
+            # a queued alloc is requeued by the scheduler's CANCEL answer; a held job
+            # (priority 0) waits outside `pending`, so it is not re-sorted on every pass
+            if not job.alloc_pending and job.priority != 0:
                 self.pending[job.id] = job
                 self._request_allocs()
         elif state == CLEANUP:
@@ -282,7 +284,7 @@ class JobManager(Service):
                     if job.state == CLEANUP:
                         self._cleanup(job)
                     elif job.state in (SCHED, PRIORITY):
-                        if job.state == SCHED:
+                        if job.state == SCHED and job.priority != 0:
                             self.pending[job.id] = job
                 return
         finally:
