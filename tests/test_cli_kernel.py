@@ -132,6 +132,19 @@ def test_start_initial_program_environment():
     assert r.stdout.strip() == "True [] fABC"
 
 
+def test_start_statedir_and_jobid_attributes(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    r = start(f"-Sstatedir={state}", "-Sjobid=f2", "sh", "-c",
+              "flux getattr statedir; flux getattr jobid; flux getattr instance-level; "
+              "flux setattr statedir /elsewhere")
+    assert r.returncode == 1  # the setattr: statedir is read-only
+    assert r.stdout.split() == [str(state), "f2", "0"]
+    assert "attribute statedir is read-only" in r.stderr
+    r = start("flux", "getattr", "statedir")  # unset by default
+    assert r.returncode == 1 and "attribute statedir is not set" in r.stderr
+
+
 def test_nested_start_has_parent_uri():
     r = start("sh", "-c", 'echo "$FLUX_URI"; flux start flux getattr parent-uri')
     assert r.returncode == 0, r.stderr
