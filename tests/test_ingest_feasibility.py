@@ -137,3 +137,18 @@ def test_no_feasibility_service_accepts():
         h.close()
     finally:
         i.stop()
+
+
+def test_runs_after_the_local_validators():
+    """jobspec is tryfirst and feasibility trylast: the RPC is the last check awaited,
+    so a jobspec the local validators reject never reaches the scheduler."""
+    from flux.core.plugins import call_each, load_group
+
+    pm, _ = load_group("flux.ingest")
+    b = FakeBroker(None)
+    bad = jobspec()
+    bad["tasks"] = []
+    order = [name for name, _res, _exc in call_each(pm, "ingest_validate", jobspec=bad, userid=0,
+                                                    urgency=16, flags=0, config={}, instance=b)]
+    assert order[0] == "jobspec" and order[-1] == "feasibility", order
+    assert b.calls == []  # the returned check was never awaited: nothing sent
