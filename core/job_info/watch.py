@@ -22,6 +22,7 @@ import orjson
 from flux.core.errors import FluxError
 from flux.core.job.fluid import encode_kvs
 from flux.core.job_manager import eventlog
+from flux.core.kvs.tree import Dir
 from flux.core.util import idset
 
 if TYPE_CHECKING:
@@ -134,15 +135,31 @@ class GuestWatch(Watch):
         self.handle = None
         self.phase = "waiting"  # waiting -> namespace -> copy
         self.sent = False
+        self.subscribed = False
 
     @property
     def namespace(self) -> str:
         return f"job-{self.jobid}"
 
+    @property
+    def _setroot(self) -> str:
+        return f"kvs.namespace-{self.namespace}-setroot"
+
     def release(self) -> None:
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
+        self._unsubscribe()
+
+    def _unsubscribe(self) -> None:
+        if self.subscribed:
+            self.subscribed = False
+            self.svc.broker.unsubscribe(self._setroot, self._on_setroot)
+
+    def _on_setroot(self, _ev) -> None:
+        # the first commit into the new guest namespace: start following it
+        if self.phase == "waiting" and not self.done:
+            self._advance(self.svc.job_of(self.jobid))
 
     def start(self, job) -> None:
         self._advance(job)
@@ -154,9 +171,26 @@ class GuestWatch(Watch):
     def _advance(self, job, ended: bool = False) -> None:
         kvs = self.svc.broker.kvs
         if self.phase == "waiting" and self.namespace in kvs.namespaces:
+            self._unsubscribe()
             self._watch_namespace()
-        elif (job is None or not job.active or ended) and self.phase in ("waiting", "copy-wait"):
+        elif (job is None or not job.active or ended or self._copied()) \
+                and self.phase in ("waiting", "copy-wait"):
+            self._unsubscribe()
             self._read_copy(final=True)
+        elif self.phase == "waiting" and not self.subscribed:
+            # job-exec creates the namespace when the job starts; its first commit
+            # publishes a setroot event, which is our cue (no polling)
+            self.subscribed = True
+            self.svc.broker.subscribe(self._setroot, self._on_setroot)
+
+    def _copied(self) -> bool:
+        """True once job-exec has copied the guest namespace to `job.<dothex>.guest`."""
+        try:
+            node = self.svc.broker.kvs.lookup_node("primary", f"{encode_kvs(self.jobid)}.guest",
+                                                   follow=False)
+        except FluxError:
+            return False
+        return type(node) is Dir
 
     def _watch_namespace(self) -> None:
         self.phase = "namespace"
