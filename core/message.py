@@ -9,10 +9,30 @@ the local connector and the overlay.
 from __future__ import annotations
 
 import struct
+import sys
 from typing import Any
 
-import attrs
-import orjson
+_codec: tuple | None = None
+
+
+def _json() -> tuple:
+    """(dumps -> bytes, loads) for payloads, chosen at first use.
+
+    orjson is several times faster, but importing it costs ~20 ms, which dominates a
+    short CLI command.  Brokers, and processes that already loaded it, use it; a
+    client that did not keeps the standard library's json."""
+    global _codec
+    if _codec is None:
+        if "orjson" in sys.modules or "flux.core.broker.broker" in sys.modules:
+            import orjson
+
+            _codec = (orjson.dumps, orjson.loads)
+        else:
+            import json
+
+            enc = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            _codec = (lambda obj: enc.encode(obj).encode(), json.loads)
+    return _codec
 
 # message types
 REQUEST = 1
@@ -65,38 +85,52 @@ def _encode_payload(payload: Any) -> bytes | None:
         return bytes(payload)
     if isinstance(payload, str):
         return payload.encode() + b"\0"
-    return orjson.dumps(payload) + b"\0"
+    return _json()[0](payload) + b"\0"
 
 
 def decode_json(raw: bytes) -> Any:
     """Decode a JSON payload (flux-core appends a NUL to string payloads)."""
     if raw.endswith(b"\0"):
         raw = raw[:-1]
-    return orjson.loads(raw)
+    return _json()[1](raw)
 
 
-@attrs.define(slots=True, eq=False)
 class Message:
     """One Flux message.
 
     `payload` holds a JSON-able object (dict/list), a str, raw bytes, or None.
     Payloads decoded from the wire stay raw until `data()` parses them.
+
+    A plain slotted class rather than an attrs class: every CLI command imports this
+    module, and importing attrs costs tens of milliseconds of start-up time.
     """
 
-    type: int
-    topic: str = ""
-    payload: Any = None
-    flags: int = 0
-    userid: int = USERID_UNKNOWN
-    rolemask: int = ROLE_NONE
-    nodeid: int = NODEID_ANY  # requests
-    matchtag: int = 0  # requests and responses
-    errnum: int = 0  # responses
-    seq: int = 0  # events
-    control_type: int = 0  # control
-    control_status: int = 0  # control
-    route: list = attrs.field(factory=list)  # route ids (str), oldest first
-    _parsed: Any = attrs.field(default=None, init=False, repr=False)
+    __slots__ = ("type", "topic", "payload", "flags", "userid", "rolemask", "nodeid",
+                 "matchtag", "errnum", "seq", "control_type", "control_status", "route",
+                 "_parsed")
+
+    def __init__(self, type: int, topic: str = "", payload: Any = None, flags: int = 0,  # noqa: A002
+                 userid: int = USERID_UNKNOWN, rolemask: int = ROLE_NONE,
+                 nodeid: int = NODEID_ANY, matchtag: int = 0, errnum: int = 0, seq: int = 0,
+                 control_type: int = 0, control_status: int = 0, route: list | None = None):
+        self.type = type
+        self.topic = topic
+        self.payload = payload
+        self.flags = flags
+        self.userid = userid
+        self.rolemask = rolemask
+        self.nodeid = nodeid  # requests
+        self.matchtag = matchtag  # requests and responses
+        self.errnum = errnum  # responses
+        self.seq = seq  # events
+        self.control_type = control_type  # control
+        self.control_status = control_status  # control
+        self.route = [] if route is None else route  # route ids (str), oldest first
+        self._parsed = None
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__[:-1])
+        return f"Message({fields})"
 
     # -- payload access -------------------------------------------------
     def data(self) -> Any:
@@ -106,8 +140,8 @@ class Message:
             return p
         if self._parsed is None:
             try:
-                self._parsed = orjson.loads(p) if isinstance(p, str) else decode_json(p)
-            except orjson.JSONDecodeError as exc:
+                self._parsed = _json()[1](p) if isinstance(p, str) else decode_json(p)
+            except ValueError as exc:  # orjson's and json's decode errors are ValueErrors
                 raise ProtocolError(f"payload of {self.topic!r} is not valid JSON: {exc}") from exc
         return self._parsed
 

@@ -86,7 +86,7 @@ class SubmitCmd:
     def add_jobs(self, args: Any, jobspec_create=jobopts.jobspec_create) -> None:
         """Queue one job (or one per --cc/--bcc id) built from `args`."""
         from flux.core.security.sign import wrap_none
-        from flux.job.submit import _userid
+        from flux.job.submit import _jobspec_bytes, _userid
 
         cclist = self.cc_list(args)
         copies = cclist != [None]
@@ -108,7 +108,7 @@ class SubmitCmd:
                     js.environment["FLUX_JOB_CC"] = str(cc)
                 urgency, flags = self.submit_params(xargs)
                 self._streams(xargs)
-                self.items.append((xargs, wrap_none(js.dumps().encode(), uid), urgency, flags,
+                self.items.append((xargs, wrap_none(_jobspec_bytes(js), uid), urgency, flags,
                                    f"cc={cc}: " if copies else ""))
             return
         # copies differing only in FLUX_JOB_CC: encode the jobspec once

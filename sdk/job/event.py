@@ -10,10 +10,10 @@ Events come from the ``job-info.eventlog-watch`` streaming RPC (RFC 41): one res
 from __future__ import annotations
 
 import errno
+import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from flux.future import RPC
 
 if TYPE_CHECKING:
@@ -51,8 +51,8 @@ class EventLogEvent(dict):
     def __init__(self, event: str | bytes | dict, jobid: int | None = None):
         if isinstance(event, (str, bytes)):
             try:
-                event = orjson.loads(event)
-            except orjson.JSONDecodeError as exc:
+                event = json.loads(event)
+            except ValueError as exc:
                 raise ValueError(f"eventlog entry is not valid JSON: {exc}") from None
         if not isinstance(event, dict) or "name" not in event or "timestamp" not in event:
             raise ValueError("eventlog entry must be an object with name and timestamp")
@@ -78,7 +78,7 @@ class EventLogEvent(dict):
         """The context as compact JSON (``""`` when empty)."""
         if not self.context:
             return ""
-        return orjson.dumps(self.context).decode()
+        return json.dumps(self.context, separators=(",", ":"), ensure_ascii=False)
 
     def __str__(self) -> str:
         return f"{self.timestamp:<0.5f}: {self.name} {self.context}"

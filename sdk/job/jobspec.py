@@ -23,7 +23,6 @@ import stat
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from flux.core.job.jobspec import (
     TOP_LEVEL_KEYS,
     V1_RESOURCE_TYPES,
@@ -103,6 +102,8 @@ def _load_text(text: str | bytes) -> Any:
             raise JobspecError(f"jobspec is not valid UTF-8: {exc}") from None
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
+        import orjson  # imported on use: it costs ~20 ms, too much for a short CLI command
+
         try:
             return orjson.loads(stripped)
         except orjson.JSONDecodeError:
@@ -186,6 +187,8 @@ class Jobspec:
     def dumps(self, **kwargs: Any) -> str:
         """Compact JSON (non-ASCII kept).  Keyword arguments go to ``json.dumps``."""
         if not kwargs:
+            import orjson
+
             try:
                 return orjson.dumps(self.jobspec, default=_json_default).decode("utf-8")
             except TypeError:
@@ -705,6 +708,8 @@ def validate_jobspec(jobspec: Jobspec | str | bytes | Mapping,
     if isinstance(jobspec, Jobspec):
         obj: Any = jobspec.jobspec
     elif isinstance(jobspec, (str, bytes, bytearray)):
+        import orjson
+
         try:
             obj = orjson.loads(jobspec)
         except orjson.JSONDecodeError as exc:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import signal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,7 +15,7 @@ __all__ = ["cancel", "cancel_async", "job_raise", "job_raise_async", "kill", "ki
 def kill_async(flux_handle: Flux, jobid: int, signum: int | None = None) -> RPC:
     """Send a signal (default SIGTERM) to the tasks of a running job."""
     if not signum:
-        signum = signal.SIGTERM
+        signum = 15  # SIGTERM
     return flux_handle.rpc("job-manager.kill", {"id": int(jobid), "signum": int(signum)})
 
 

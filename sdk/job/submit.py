@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from flux.core.security.sign import wrap_none
 from flux.future import RPC
 from flux.job.JobID import JobID
@@ -37,6 +37,20 @@ FLUX_JOB_NOVALIDATE = 8
 URGENCY_DEFAULT = 16
 
 
+def _dumps(obj: Any) -> bytes:
+    """Compact JSON: orjson when the process already loaded it, else the stdlib (whose
+    import is far cheaper for a one-job command)."""
+    orjson = sys.modules.get("orjson")
+    if orjson is not None:
+        try:
+            return orjson.dumps(obj)
+        except TypeError:
+            pass
+    import json
+
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _jobspec_bytes(jobspec: Any) -> bytes:
     """The JSON encoding of a Jobspec object, JSON text, or decoded dict."""
     if isinstance(jobspec, bytes):
@@ -44,10 +58,10 @@ def _jobspec_bytes(jobspec: Any) -> bytes:
     if isinstance(jobspec, str):
         return jobspec.encode()
     if isinstance(jobspec, Mapping):
-        return orjson.dumps(jobspec)
-    dumps = getattr(jobspec, "dumps", None)
-    if callable(dumps):  # flux.job.Jobspec
-        return dumps().encode()
+        return _dumps(jobspec)
+    inner = getattr(jobspec, "jobspec", None)
+    if isinstance(inner, Mapping):  # flux.job.Jobspec
+        return _dumps(inner)
     raise TypeError(f"jobspec must be a Jobspec, str, bytes or dict, not {type(jobspec).__name__}")
 
 
