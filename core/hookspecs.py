@@ -59,7 +59,7 @@ class IngestSpec:
 
     @hookspec
     def ingest_frobnicate(self, jobspec: dict, userid: int, urgency: int, flags: int,
-                          config: dict) -> None:
+                          config: dict, instance: Any) -> None:
         """Modify the jobspec in place (defaults, queue constraints)."""
 
     @hookspec
