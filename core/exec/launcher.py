@@ -139,13 +139,15 @@ class ShellLauncher(Launcher):
         state.info = info
         state.ranks = [r.rank for r in info.ranks]
         kvs = self.broker.kvs
+        # in memory at once; the disk writes of this whole step share one KVS flush
         try:
-            await kvs.namespace_create(state.ns, owner=job.userid)
+            created = kvs.namespace_create_nowait(state.ns, owner=job.userid)
         except FluxError as exc:
             if exc.errno != errno.EEXIST:
                 raise
-            await kvs.namespace_remove(state.ns)  # left over from an earlier run of this id
-            await kvs.namespace_create(state.ns, owner=job.userid)
+            self._watch(kvs.namespace_remove_nowait(state.ns), state, "removing a stale")
+            created = kvs.namespace_create_nowait(state.ns, owner=job.userid)
+        self._watch(created, state, "creating")
         now = time.time()
         kvs.commit_nowait(state.ns, [
             _append("exec.eventlog", _entry("init", None, now) + _entry("starting", None, now)),
@@ -285,19 +287,26 @@ class ShellLauncher(Launcher):
                            + _entry("complete", {"status": status}, now) + _entry("done", None, now)))
         self._commit_ns(state, ops)
         self.exec.finished(state.job, status)
-        asyncio.ensure_future(self._release(state))
-
-    async def _release(self, state: LaunchState) -> None:
+        # the guest namespace becomes a directory of the primary namespace (SPEC 5.3)
         kvs = self.broker.kvs
         try:
-            await kvs.copy(state.ns, ".", "primary", state.guest)
-            await kvs.namespace_remove(state.ns)
+            self._watch(kvs.copy_nowait(state.ns, ".", "primary", state.guest), state, "copying")
+            self._watch(kvs.namespace_remove_nowait(state.ns), state, "removing")
         except FluxError as exc:
-            self.broker.log(3, f"job-exec: job {state.job.id}: moving the guest namespace to "
-                               f"{state.guest}: {exc.strerror}")
-        except Exception as exc:  # noqa: BLE001 - the job must still be released
-            self.broker.log_exception(f"job-exec: job {state.job.id}: guest namespace", exc)
+            self.broker.log(3, f"job-exec: job {state.job.id}: moving the guest namespace "
+                               f"to {state.guest}: {exc.strerror}")
         self.exec.released(state.job)
+
+    def _watch(self, fut: asyncio.Future, state: LaunchState, what: str) -> None:
+        """Log a guest namespace step that fails when it reaches the disk."""
+
+        def done(f: asyncio.Future) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                exc = f.exception()
+                self.broker.log(3, f"job-exec: job {state.job.id}: {what} namespace "
+                                   f"{state.ns}: {getattr(exc, 'strerror', exc)}")
+
+        fut.add_done_callback(done)
 
     # ================================================================ kill
     async def kill(self, job: ExecJob, signum: int) -> None:

@@ -399,6 +399,25 @@ class KVSService(Service):
         self._ns_remove(name, lambda e: fut.done() or (fut.set_exception(e) if e else fut.set_result(None)))
         await fut
 
+    # non-blocking forms for in-broker callers on the throughput path (job-exec): the
+    # change is applied in memory at once (FluxError raised here if refused), and the
+    # future is done once it is on disk, so a caller can chain work without waiting
+    def namespace_create_nowait(self, name: str, owner: int | None = None,
+                                flags: int = 0) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self._ns_create(name, self.broker.owner if owner is None else owner, flags, None,
+                        lambda e: fut.done() or (fut.set_exception(e) if e else fut.set_result(None)))
+        return fut
+
+    def namespace_remove_nowait(self, name: str) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self._ns_remove(name, lambda e: fut.done() or (fut.set_exception(e) if e else fut.set_result(None)))
+        return fut
+
+    def copy_nowait(self, src_ns: str, src_key: str, dst_ns: str, dst_key: str) -> asyncio.Future:
+        node = self.lookup_node(src_ns, src_key, follow=False)
+        return self._commit_node(dst_ns, dst_key, deep_copy(node))
+
     def namespace_owner(self, name: str) -> int:
         ns = self.namespaces.get(name)
         if ns is None:
