@@ -267,3 +267,32 @@ def test_purge_removes_jobs(make_instance):
     assert got == jobs[:-3:-1]  # the two most recent remain
     st = h.rpc("job-list.job-stats").get()
     assert st["inactive_purged"] == 2 and st["job_states"]["inactive"] == 2
+
+
+@pytest.mark.slow
+def test_ten_thousand_jobs_end_to_end(make_instance):
+    """10,000 finished jobs through the real pipeline; listings stay fast."""
+    import time
+
+    inst = make_instance(1, conf=["job-manager.inactive-num-limit=20000"])
+    h = inst.handle()
+    J = wrap_none(json.dumps(jobspec()).encode(), os.getuid())
+    jobs: list[int] = []
+    for _ in range(20):
+        r = h.rpc("job-ingest.submit", {"jobs": [{"J": J, "urgency": 16, "flags": 0}] * 500})
+        jobs += [x["id"] for x in r.get()["jobs"]]
+    for j in jobs[::500] + [jobs[-1]]:
+        wait_inactive(h, j)
+    t0 = time.perf_counter()
+    everything = h.rpc("job-list.list", {"max_entries": 0, "attrs": ["all"]}).get()["jobs"]
+    t_all = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    default = ids(h, max_entries=1001, constraint={"and": [{"userid": [os.getuid()]},
+                                                           {"states": ["pending", "running"]}]})
+    t_default = time.perf_counter() - t0
+    assert len(everything) == 10000 and default == []
+    t = [x["t_inactive"] for x in everything]
+    assert t == sorted(t, reverse=True)  # most recently finished first
+    assert t_all < 3.0 and t_default < 0.2
+    r = inst.flux("jobs", "-a", "-n", check=True)
+    assert len(r.stdout.splitlines()) == 1000

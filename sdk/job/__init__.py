@@ -79,3 +79,12 @@ __all__ += [
     "submit_batch_async", "submit_get_id", "JobResultFuture", "JobResultInfo", "JobWaitFuture",
     "JobWaitResult", "result", "result_async", "wait", "wait_async", "wait_get_status",
 ]
+
+# Job listing (flux.job.list, flux.job.info, flux.job.stats), loaded on first use.
+_LAZY.update(dict.fromkeys(("JobList", "job_list", "job_list_inactive", "job_list_id",
+                            "get_job"), "flux.job.list"))
+_LAZY.update(dict.fromkeys(("JobInfo", "JobInfoFormat", "job_fields_to_attrs"),
+                           "flux.job.info"))
+_LAZY["JobStats"] = "flux.job.stats"
+__all__ += ["JobList", "job_list", "job_list_inactive", "job_list_id", "get_job", "JobInfo",
+            "JobInfoFormat", "job_fields_to_attrs", "JobStats"]
