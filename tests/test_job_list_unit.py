@@ -423,3 +423,12 @@ def test_ten_thousand_jobs_list_cheaply():
     # generous bounds: the point is no per-request re-derivation or full-table sorting
     assert ingest < 10.0
     assert first < 0.5 and again < 0.2
+
+
+def test_invalidated_job_disappears():
+    svc, jm = make_service()
+    job = feed(jm, 1, 1.0, "pending")
+    jm.post(job, "invalidate", 2.0)
+    assert svc.select(*compile_constraint(None)) == []
+    st = svc.stats.to_dict()
+    assert st["job_states"]["total"] == 0 and st["inactive_purged"] == 0

@@ -81,7 +81,7 @@ class MainWatch(Watch):
 
     def event(self, job, e: dict) -> None:
         self.send_line(eventlog.encode(e).decode())
-        if e["name"] == "clean":
+        if e["name"] in ("clean", "invalidate"):
             self.finish()
 
 

@@ -117,6 +117,9 @@ class JobListService(Service):
 
     def _event(self, job, e: dict) -> None:
         name = e.get("name")
+        if name == "invalidate":  # the job is withdrawn as if never submitted
+            self._purge(job.id, count=False)
+            return
         jd = self.jobs.get(job.id)
         if jd is None:
             if name != "submit":
@@ -165,7 +168,7 @@ class JobListService(Service):
         if new == S.INACTIVE:
             self.inactive[jd.id] = jd
 
-    def _purge(self, jobid: Any) -> None:
+    def _purge(self, jobid: Any, count: bool = True) -> None:
         jd = self.jobs.pop(jobid, None)
         if jd is None:
             return
@@ -176,9 +179,9 @@ class JobListService(Service):
             st.states[_STATE_KEY[jd.state]] -= 1
             if jd.state == S.INACTIVE and jd.result in _RESULT_KEY:
                 st.results[_RESULT_KEY[jd.result]] -= 1
-            st.purged += 1
+            st.purged += count
         for msg, _attrs, _state in self.waiters.pop(jobid, []):
-            self.respond_error(msg, errno.ENOENT, f"job {jobid} was purged")
+            self.respond_error(msg, errno.ENOENT, f"job {jobid} no longer exists")
 
     def pending_sorted(self) -> list[JobData]:
         if self._pending_sorted is None:
