@@ -78,7 +78,7 @@ def _walk(resources: Any, mult: int, acc: dict) -> None:
             acc["cores"] = cur
         elif rtype == "gpu" and acc["slots"]:
             acc["gpus"] = cur
-        if res.get("with") is not None:
+        if res.get("with"):
             _walk(res["with"], cur, acc)
         if rtype == "slot" and not acc["cores"]:
             raise ShellInfoError("jobspec: slot has no core resource below it")

@@ -55,7 +55,8 @@ class ServerReporter:
             pass  # the broker is gone; on_lost cleans up
 
     def started(self, shell: JobShell) -> None:
-        self._send("start", {})
+        # pids let the broker kill the tasks should this server die
+        self._send("start", {"pids": [t.pid for t in shell.tasks]})
 
     def exception(self, shell: JobShell, etype: str, note: str, severity: int = 0) -> None:
         self._send("exception", {"type": etype, "severity": severity, "note": note})
@@ -196,6 +197,7 @@ class ShellServer:
 
 
 async def serve(fd: int, args: argparse.Namespace) -> int:
+    os.set_inheritable(fd, False)  # tasks must not hold the broker connection open
     sock = socket.socket(fileno=fd)
     server = ShellServer(args.rank, args.uri, args.hostname, args.rundir, args.jobid_path)
     await server.attach(sock)

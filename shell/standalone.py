@@ -114,7 +114,7 @@ async def _job_data(conn, jobid: int) -> tuple[dict, dict, int]:
                       os.getuid())
         return r["jobspec"], r["R"], userid
     except FluxError as exc:
-        if exc.errno != errno.ENOSYS:
+        if exc.errno not in (errno.ENOSYS, errno.ENOENT):
             raise
     d = encode_kvs(jobid)
 

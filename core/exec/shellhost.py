@@ -61,8 +61,8 @@ class ShellHost(Service):
         self.proc: subprocess.Popen | None = None
         self.connecting: asyncio.Future | None = None
         self.backlog: list[Message] = []
-        # (matchtag, route) of a start request -> (jobid, service name, request)
-        self.inflight: dict[tuple, tuple[int, str, Message]] = {}
+        # (matchtag, route) of a start request -> [jobid, service name, request, task pids]
+        self.inflight: dict[tuple, list] = {}
         self.services: dict[str, int] = {}  # job shell service name -> userid
         self.stopping = False
         self.nstarted = 0  # servers started (for stats)
@@ -107,7 +107,7 @@ class ShellHost(Service):
         jobid = p["id"]
         uid = p.get("userid", msg.userid)
         svc = f"{uid}-shell-{encode_f58plain(jobid)}"
-        self.inflight[(msg.matchtag, tuple(msg.route))] = (jobid, svc, msg)
+        self.inflight[(msg.matchtag, tuple(msg.route))] = [jobid, svc, msg, ()]
         if svc not in self.services:
             self.services[svc] = uid
             try:
@@ -116,14 +116,23 @@ class ShellHost(Service):
                 pass  # someone else registered the name: their requests stay theirs
 
     def start_response(self, msg: Message) -> None:
-        """A response to a start request passes: forget the job when it is the last."""
+        """A response to a start request passes: note the task pids; forget the job
+        when it is the last."""
+        key = (msg.matchtag, tuple(msg.route))
         if not msg.errnum:
             try:
-                if (msg.data() or {}).get("type") != "finish":
-                    return
+                p = msg.data() or {}
             except ValueError:
-                pass
-        entry = self.inflight.pop((msg.matchtag, tuple(msg.route)), None)
+                p = {}
+            t = p.get("type")
+            if t == "start":
+                entry = self.inflight.get(key)
+                if entry is not None:
+                    entry[3] = tuple((p.get("data") or {}).get("pids") or ())
+                return
+            if t != "finish":
+                return
+        entry = self.inflight.pop(key, None)
         if entry is not None:
             self._unregister(entry[1])
 
@@ -189,7 +198,12 @@ class ShellHost(Service):
         what = f"exited with status {status}" if status is not None else "closed its connection"
         self.broker.log(3, f"job-shell: the shell server on rank {self.broker.rank} {what}")
         inflight, self.inflight = self.inflight, {}
-        for _jobid, svc, m in inflight.values():
+        for _jobid, svc, m, pids in inflight.values():
+            for pid in pids:  # its tasks (each leads its own process group) go too
+                try:
+                    os.killpg(pid, 9)
+                except OSError:
+                    pass
             self._unregister(svc)
             self._fail(m, errno.ECONNRESET, f"the job shell server on rank {self.broker.rank} "
                                             f"{what}")
