@@ -244,7 +244,7 @@ class Attach:
             self._print_event("job", ev)
         self._notify(ev)
         if name == self.wait_event:
-            f.cancel()
+            f.cancel(stop=True)  # events already received after this one are not shown
             self.eventlog_f = None
             self._done_one()
 
