@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -410,3 +411,61 @@ def test_cc_ten_thousand_jobs_batched(inst):
     print(f"10000 jobs: {r.stderr.strip()}")
     assert rate > 200
     inst.flux("cancel", "--all", check=True, timeout=300)
+
+
+def _run_bg(inst, *args: str) -> tuple[subprocess.Popen, str]:
+    """Start `flux run -v ARGS` and return it with its job id once the job started."""
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "flux"), "run", "-v",
+                             *args], env=inst.env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    assert line.startswith("jobid: "), line
+    jobid = line.split()[1]
+    inst.flux("job", "wait-event", jobid, "start", check=True)
+    return proc, jobid
+
+
+def test_run_forwards_signals_and_double_ctrl_c_cancels(inst):
+    import signal
+
+    proc, jobid = _run_bg(inst, "sleep", "30")
+    proc.send_signal(signal.SIGTERM)  # forwarded to the tasks
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    proc, jobid = _run_bg(inst, "sleep", "30")
+    proc.send_signal(signal.SIGINT)
+    assert "one more ctrl-C within 2s to cancel" in proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) != 0
+    assert "type=cancel" in proc.stderr.read()
+    ev = inst.flux("job", "wait-event", "-f", "json", jobid, "exception", check=True).stdout
+    assert json.loads(ev)["context"]["note"] == "interrupted by ctrl-C"
+
+
+def test_progress_bar_on_a_terminal(inst):
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "flux"), "submit",
+                            "--cc=1-3", "--progress", "--jps", TEST_EXEC, "true"],
+                           env=inst.env, stdout=slave, stderr=subprocess.PIPE, timeout=60)
+        os.close(slave)
+        slave = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert r.returncode == 0, r.stderr
+    text = out.decode()
+    assert "Submitting 3 jobs: [" in text and "100.0%" in text and "job/s" in text
+    ids = re.findall(r"\033\[K([ƒf][1-9A-HJ-NP-Za-km-z]+)\r?\n", text)
+    assert len(ids) == 3  # each id on its own line, the bar cleared before it

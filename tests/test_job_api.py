@@ -173,7 +173,7 @@ def test_result_of_completed_job(h):
 
     jobid = flux.job.submit(h, _jobspec())
     info = flux.job.result(h, jobid)
-    assert info.id == jobid and info.result == "COMPLETED" and info.success
+    assert info.id == jobid and info.result == "COMPLETED" and info.result_abbrev == "CD"
     assert info.returncode == 0 and info.waitstatus == 0
     assert info.t_submit <= info.t_run <= info.t_cleanup and info.runtime >= 0
     d = flux.job.result_async(h, jobid).get_dict()  # again, after the job ended

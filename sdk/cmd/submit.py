@@ -177,6 +177,9 @@ class SubmitCmd:
 
     def _submitted(self, xargs: Any, label: str, res: Any) -> None:
         self.submitted += 1
+        bar = self.progress or (self.watcher.bar if self.watcher is not None else None)
+        if bar is not None:  # clear the bar; it is redrawn below the new line
+            bar.stream.write("\r\033[K")
         if isinstance(res, OSError):
             msg = res.strerror or str(res)
             xargs.stderr.write(f"{self.prog}: {label}{msg}\n")

@@ -62,7 +62,6 @@ from flux.job.submit import (  # noqa: E402
 )
 from flux.job.wait import (  # noqa: E402
     JobResultFuture,
-    JobResultInfo,
     JobWaitFuture,
     JobWaitResult,
     result,
@@ -76,7 +75,7 @@ __all__ += [
     "MAIN_EVENTS", "EventLogEvent", "JobEventWatchFuture", "JobException", "event_wait",
     "event_watch", "event_watch_async", "cancel", "cancel_async", "job_raise", "job_raise_async",
     "kill", "kill_async", "SubmitBatchFuture", "SubmitFuture", "submit", "submit_async",
-    "submit_batch_async", "submit_get_id", "JobResultFuture", "JobResultInfo", "JobWaitFuture",
+    "submit_batch_async", "submit_get_id", "JobResultFuture", "JobWaitFuture",
     "JobWaitResult", "result", "result_async", "wait", "wait_async", "wait_get_status",
 ]
 
@@ -88,3 +87,20 @@ _LAZY.update(dict.fromkeys(("JobInfo", "JobInfoFormat", "job_fields_to_attrs"),
 _LAZY["JobStats"] = "flux.job.stats"
 __all__ += ["JobList", "job_list", "job_list_inactive", "job_list_id", "get_job", "JobInfo",
             "JobInfoFormat", "job_fields_to_attrs", "JobStats"]
+
+# Workflow-tool names (flux-core exports them here): loaded on first use, since the
+# executor pulls in threading and concurrent.futures.
+_LAZY.update({
+    "FluxExecutor": "flux.job.executor",
+    "FluxExecutorFuture": "flux.job.executor",
+    "JournalConsumer": "flux.job.journal",
+    "JournalEvent": "flux.job.journal",
+    "JobInfo": "flux.job.info",
+    "JobList": "flux.job.list",
+    "get_job": "flux.job.list",
+    "job_list": "flux.job.list",
+    "job_list_id": "flux.job.list",
+    "job_list_inactive": "flux.job.list",
+})
+__all__ += ["FluxExecutor", "FluxExecutorFuture", "JournalConsumer", "JournalEvent", "JobInfo",
+            "JobList", "get_job", "job_list", "job_list_id", "job_list_inactive"]

@@ -5,10 +5,9 @@
 from __future__ import annotations
 
 import errno
-import os
 import time
 from collections import namedtuple
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flux.future import RPC, Future
 from flux.job.event import EventLogEvent, event_watch_async
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JobResultFuture",
-    "JobResultInfo",
     "JobWaitFuture",
     "JobWaitResult",
     "result",
@@ -32,8 +30,6 @@ __all__ = [
 JobWaitResult = namedtuple("JobWaitResult", "jobid, success, errstr")
 
 RESULT_COMPLETED, RESULT_FAILED, RESULT_CANCELED, RESULT_TIMEOUT = 1, 2, 4, 8
-_RESULT_NAMES = {1: ("COMPLETED", "CD"), 2: ("FAILED", "F"), 4: ("CANCELED", "CA"),
-                 8: ("TIMEOUT", "TO")}
 
 
 class JobWaitFuture(RPC):
@@ -72,71 +68,6 @@ def _result_calc(res: dict) -> int:
         if res.get("exception_type") == "timeout":
             return RESULT_TIMEOUT
     return RESULT_FAILED
-
-
-class ExceptionInfo:
-    def __init__(self, occurred: Any, severity: Any, type_: Any, note: Any):
-        self.occurred = occurred
-        self.severity = severity
-        self.type = type_
-        self.note = note
-
-
-class JobResultInfo:
-    """What a job's eventlog says about how it ended (the subset of flux-core's
-    ``JobInfo`` that :func:`result` can fill): ``id``, ``t_submit``, ``t_run``,
-    ``t_cleanup``, ``waitstatus``, ``returncode``, ``runtime``, ``result``,
-    ``result_id``, ``result_abbrev``, ``success``, ``exception``."""
-
-    def __init__(self, res: dict):
-        self._res = res
-        self.id = JobID(res["id"])
-        self.t_submit: float = res.get("t_submit", 0.0)
-        self.t_run: float = res.get("t_run", 0.0)
-        self.t_cleanup: float = res.get("t_cleanup", 0.0)
-        self.waitstatus: int | str = res.get("waitstatus", "")
-        self.result_id: int = res.get("result", RESULT_FAILED)
-        self.exception = ExceptionInfo(res.get("exception_occurred", False),
-                                       res.get("exception_severity", ""),
-                                       res.get("exception_type", ""),
-                                       res.get("exception_note", ""))
-
-    @property
-    def result(self) -> str:
-        return _RESULT_NAMES.get(self.result_id, ("", ""))[0]
-
-    @property
-    def result_abbrev(self) -> str:
-        return _RESULT_NAMES.get(self.result_id, ("", ""))[1]
-
-    @property
-    def success(self) -> bool:
-        return self.result_id == RESULT_COMPLETED
-
-    @property
-    def returncode(self) -> int | str:
-        """Exit code; -signal if the job shell was signaled; -128 if canceled before
-        it ran; "" if unknown."""
-        status = self.waitstatus
-        if not isinstance(status, int):
-            return -128 if self.result_id == RESULT_CANCELED else ""
-        if os.WIFSIGNALED(status):
-            return -os.WTERMSIG(status)
-        return os.WEXITSTATUS(status)
-
-    @property
-    def runtime(self) -> float:
-        if self.t_run > 0 and self.t_cleanup > 0:
-            return self.t_cleanup - self.t_run
-        if self.t_run > 0:
-            return time.time() - self.t_run
-        return 0.0
-
-    def to_dict(self) -> dict:
-        return dict(self._res)
-
-    def __repr__(self) -> str:
-        return f"JobResultInfo({self._res!r})"
 
 
 class JobResultFuture(Future):
@@ -200,9 +131,13 @@ class JobResultFuture(Future):
         """The raw result dict."""
         return self.get()
 
-    def get_info(self) -> JobResultInfo:
-        """The result as a :class:`JobResultInfo` (a subset of ``JobInfo``)."""
-        return JobResultInfo(self.get())
+    def get_info(self):
+        """The result as a :class:`flux.job.info.JobInfo`, of which only the fields the
+        eventlog gives are meaningful: id, t_submit, t_run, t_cleanup, waitstatus,
+        returncode, runtime, result, result_id, exception."""
+        from flux.job.info import JobInfo
+
+        return JobInfo(self.get())
 
 
 def result_async(flux_handle: Flux, jobid: int, flags: int = 0) -> JobResultFuture:
@@ -213,6 +148,6 @@ def result_async(flux_handle: Flux, jobid: int, flags: int = 0) -> JobResultFutu
     return JobResultFuture(flux_handle, JobID(jobid))
 
 
-def result(flux_handle: Flux, jobid: int, flags: int = 0) -> JobResultInfo:
+def result(flux_handle: Flux, jobid: int, flags: int = 0):
     """Block until the job is inactive and return how it ended."""
     return result_async(flux_handle, jobid, flags).get_info()
