@@ -205,3 +205,32 @@ def test_killed_rank0_takes_the_tree_down(make_instance):
         assert wait_exit(p, 15), "a child broker outlived rank 0"
     inst.proc.stdin.close()
     assert inst.proc.wait(timeout=30) == 128 + signal.SIGKILL
+
+
+def test_children_that_never_join_are_reported_and_start_can_be_stopped(tmp_path):
+    """Brokers pointed at a parent endpoint that does not exist never join: rank 0
+    says what it waits for, and SIGTERM still stops the instance promptly."""
+    import subprocess
+
+    from conftest import FLUX
+
+    proc = subprocess.Popen(
+        [FLUX, "start", "--test-size=3", f"--rundir={tmp_path}", "-Stbon.torpid_max=1s",
+         "-Sheartbeat.period=0.2s", f"-Stbon.parent-endpoint=ipc://{tmp_path}/nowhere", "true"],
+        stderr=subprocess.PIPE)
+    try:
+        err = b""  # read with os.read behind select: a buffered reader could hide data
+        while b"still waiting" not in err:
+            assert select.select([proc.stderr], [], [], 15)[0], "no warning from rank 0"
+            data = os.read(proc.stderr.fileno(), 4096)
+            assert data, "flux start exited early"
+            err += data
+        assert b"overlay: still waiting for child rank(s) 1, 2 to join" in err
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+        assert time.monotonic() - t0 < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -420,7 +420,12 @@ class Broker:
         self.overlay = Overlay(self)
         await self.overlay.start()
         self.state = "join"
-        await self.overlay.wait_subtree()
+        # a signal or shutdown while waiting for the subtree ends the broker too
+        join = asyncio.ensure_future(self.overlay.wait_subtree())
+        await asyncio.wait([join, self.done], return_when=asyncio.FIRST_COMPLETED)
+        if self.done.done():
+            join.cancel()
+            return self.done.result()
         self.state = "run"
         self.log(LOG_INFO, f"rank {self.rank} of {self.size} up in {time.time() - self.started_at:.3f}s")
         self.plugins.broker_ready()

@@ -126,6 +126,8 @@ class Overlay:
         self.closing = False
         self.parent_lost = False
         self.parent_heard = False  # silence counts only once the parent has spoken
+        self.started = time.monotonic()
+        self.join_warned = False
         a = b.attrs
         self.period = parse_fsd(a.get("heartbeat.period", "2s"))
         self.torpid_max = parse_fsd(a.get("tbon.torpid_max", "30s"))
@@ -409,6 +411,13 @@ class Overlay:
             for r, st in list(self.child_state.items()):
                 if st == "up" and now - self.child_seen.get(r, now) > self.torpid_max:
                     self.child_lost(r, f"silent for {now - self.child_seen[r]:.1f}s")
+            waiting = [r for r, st in self.child_state.items() if st == "connecting"]
+            if waiting and not self.join_warned and now - self.started > self.torpid_max:
+                # nothing to time out on (it never connected), but say what we wait for
+                self.join_warned = True
+                self.broker.log(3, f"overlay: still waiting for child rank(s) "
+                                   f"{', '.join(map(str, waiting))} to join after "
+                                   f"{now - self.started:.0f}s")
 
     async def _heartbeat(self) -> None:
         n = 0
@@ -445,8 +454,12 @@ class Overlay:
     # ------------------------------------------------------------- shutdown
     async def shutdown_children(self, timeout: float = 30.0) -> None:
         for r, st in self.child_state.items():
-            if st in ("up", "connecting"):
+            if st == "connecting" and r not in self.child_seen:
+                # never heard from (not connected): nothing to wait for
+                self.child_state[r] = "offline"
+            elif st in ("up", "connecting"):
                 self._control_down(r, SHUTDOWN, self.broker.exit_code & 0xFF)
+        self._check_gone()
         try:
             await asyncio.wait_for(self.children_gone.wait(), timeout)
         except TimeoutError:
