@@ -618,6 +618,10 @@ class JobManager(Service):
 
     @method("cancel")
     def cancel(self, msg):
+        return self.events_journal_cancel(msg)
+
+    @method("events-journal-cancel")  # the topic flux-core's JournalConsumer.stop() sends
+    def events_journal_cancel(self, msg):
         tag = payload_of(msg).get("matchtag")
         for k, m in list(self.journal_readers.items()):
             if m.sender == msg.sender and m.matchtag == tag:

@@ -95,12 +95,5 @@ _LAZY.update({
     "FluxExecutorFuture": "flux.job.executor",
     "JournalConsumer": "flux.job.journal",
     "JournalEvent": "flux.job.journal",
-    "JobInfo": "flux.job.info",
-    "JobList": "flux.job.list",
-    "get_job": "flux.job.list",
-    "job_list": "flux.job.list",
-    "job_list_id": "flux.job.list",
-    "job_list_inactive": "flux.job.list",
 })
-__all__ += ["FluxExecutor", "FluxExecutorFuture", "JournalConsumer", "JournalEvent", "JobInfo",
-            "JobList", "get_job", "job_list", "job_list_id", "job_list_inactive"]
+__all__ += ["FluxExecutor", "FluxExecutorFuture", "JournalConsumer", "JournalEvent"]
