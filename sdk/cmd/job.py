@@ -379,12 +379,13 @@ class Attach:
         f.then(self._stdin_sent_cb)
 
     def _stdin_sent_cb(self, f) -> None:
+        # A refusal matters only if the user actually typed something: the shell may be
+        # gone already, or take its input from a file (--input=FILE).
         try:
             f.get()
-        except OSError as exc:
-            if exc.errno != errno.ENOSYS or self.stdin_sent:
-                if self.watch_count > 0 and self.stdin_sent:
-                    raise CmdError("stdin not accepted by job") from None
+        except OSError:
+            if self.stdin_sent and self.watch_count > 0:
+                raise CmdError("stdin not accepted by job") from None
 
     def _stdin_cb(self, h, w, fd, revents, args) -> None:
         try:
