@@ -17,7 +17,7 @@ from typing import Any
 
 from flux.cmd import jobopts
 
-BATCH = 1024  # jobs per batch request: large enough to amortize, small enough to stream
+BATCH = 512  # jobs per batch request: large enough to amortize, small enough to stream
 CC_PLACEHOLDER = "@@FLUX_JOB_CC@@"
 
 
