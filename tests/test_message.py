@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 
 import pytest
@@ -66,17 +67,15 @@ def messages(draw, mtype=None):
     return m
 
 
-def expected_raw(payload):
+def assert_payload(sent, raw) -> None:
     """What a payload becomes on the wire (flux-core: JSON and strings end with NUL)."""
-    if payload is None:
-        return None
-    if isinstance(payload, bytes):
-        return payload
-    if isinstance(payload, str):
-        return payload.encode() + b"\0"
-    import orjson
-
-    return orjson.dumps(payload) + b"\0"
+    if sent is None or isinstance(sent, bytes):
+        assert raw == sent
+    elif isinstance(sent, str):
+        assert raw == sent.encode() + b"\0"
+    else:  # JSON: compact, NUL-terminated, the same object back (orjson or json encoder)
+        assert raw.endswith(b"\0") and b"\0" not in raw[:-1]
+        assert json.loads(raw[:-1]) == sent
 
 
 def assert_same(a: Message, b: Message) -> None:
@@ -84,7 +83,7 @@ def assert_same(a: Message, b: Message) -> None:
                                                                  b.rolemask)
     assert (a.nodeid, a.matchtag, a.errnum, a.seq) == (b.nodeid, b.matchtag, b.errnum, b.seq)
     assert (a.control_type, a.control_status, a.route) == (b.control_type, b.control_status, b.route)
-    assert b.payload == expected_raw(a.payload)
+    assert_payload(a.payload, b.payload)
 
 
 # ------------------------------------------------------------------ round trips
