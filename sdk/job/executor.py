@@ -347,6 +347,7 @@ class _ExecutorThread(threading.Thread):
             self._end(fut, exc)
             return
         if event is None:  # the eventlog is complete
+            watch.reset()  # drop the final ENODATA so queued wake-ups find nothing
             self._end(fut, RuntimeError(f"job {fut._jobid} eventlog ended without a result"))
             return
         if event.name in fut.EVENTS:
