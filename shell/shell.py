@@ -31,7 +31,7 @@ from flux.core.job import fluid
 from flux.shell.info import JobInfo, ShellInfoError
 from flux.shell.output import Output, header
 from flux.shell.plugin import PluginFailed
-from flux.shell.task import RLIMITS, Task, TaskStartError
+from flux.shell.task import RLIMITS, Task
 
 LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG = 3, 4, 6, 7
 
@@ -41,6 +41,13 @@ class Reporter(Protocol):
     def exception(self, shell: JobShell, etype: str, note: str, severity: int = 0) -> None: ...
     def task_exit(self, shell: JobShell, info: dict) -> None: ...
     def finished(self, shell: JobShell, status: int) -> None: ...
+
+
+def _remove_dir(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class ShellFatal(Exception):
@@ -85,7 +92,8 @@ class JobShell:
         self.started = False
         self.finishing = False
         self.done = False
-        self.killed_with: int | None = None
+        self.kill_signal = 0
+        self.starting: asyncio.Future | None = None
         self.aux: dict = {}  # plugin data
         self.cwd: str | None = None
         self.output_tail = b""  # output events not yet committed when the shell finished
@@ -140,15 +148,20 @@ class JobShell:
 
     # ============================================================ start
     def start(self) -> None:
-        """Set up and start the tasks; reports start, or a fatal exception."""
+        """Set up and start the tasks (in the background); reports start, or a fatal
+        exception."""
+        self.starting = asyncio.ensure_future(self._start())
+
+    async def _start(self) -> None:
         try:
             self._setup()
+            await self._make_tmpdir()
             self.plugins.call("shell_init", self)
             if self.write_headers and self.shell_rank == 0:
                 self._write_headers()
             self.output.redirect_events([t.rank for t in self.tasks])
             self.plugins.call("shell_post_init", self)
-            self._start_tasks()
+            await self._start_tasks()
             self.plugins.call("shell_start", self)
         except ShellFatal as exc:
             self.die(exc.exitcode, exc.note)
@@ -159,10 +172,12 @@ class JobShell:
         except (ShellInfoError, ValueError, TypeError) as exc:
             self.die(1, f"{exc}")
             return
+        except Exception as exc:  # noqa: BLE001 - any other failure still ends the job
+            self.die(1, f"job shell error: {exc!r}")
+            return
         self.started = True
         self.reporter.started(self)
-        if self.running == 0:
-            self._check_done()
+        self._check_done()
 
     def _setup(self) -> None:
         self.info = info = JobInfo(self.jobid, self.jobspec, self.R)
@@ -200,18 +215,21 @@ class JobShell:
         env["FLUX_JOB_NNODES"] = str(info.nnodes)
         env["FLUX_URI"] = self.host.uri
         env["FLUX_KVS_NAMESPACE"] = self.namespace
+        self.env = env
+
+    async def _make_tmpdir(self) -> None:
+        """FLUX_JOB_TMPDIR, made off the event loop (a disk write)."""
         base = self.host.rundir or os.environ.get("TMPDIR") or "/tmp"
-        tmpdir = os.path.join(base, f"jobtmp-{self.shell_rank}-{f58}")
+        tmpdir = os.path.join(base, f"jobtmp-{self.shell_rank}-{self.jobid_f58}")
         try:
-            os.mkdir(tmpdir, 0o700)
-            self.tmpdir = tmpdir
-            env["FLUX_JOB_TMPDIR"] = tmpdir
+            await self.loop.run_in_executor(self.host.spawner.fs_pool, os.mkdir, tmpdir, 0o700)
         except FileExistsError:
-            self.tmpdir = tmpdir
-            env["FLUX_JOB_TMPDIR"] = tmpdir
+            pass
         except OSError as exc:
             self.warn(f"could not create FLUX_JOB_TMPDIR {tmpdir}: {exc.strerror}")
-        self.env = env
+            return
+        self.tmpdir = tmpdir
+        self.env["FLUX_JOB_TMPDIR"] = tmpdir
 
     def _rlimits(self) -> dict[int, int]:
         opt = self.options.get("rlimit")
@@ -236,47 +254,65 @@ class JobShell:
         self.kvs_append("input", entry("header", header(self.info.ntasks, ("stdin",))))
 
     # ============================================================ tasks
-    def _start_tasks(self) -> None:
+    async def _start_tasks(self) -> None:
         exec_hook = None
         if self.plugins.has("task_exec"):
             def exec_hook(task: Task) -> None:
                 self.plugins.call("task_exec", self, task)
         spawner = self.host.spawner
-        for task in self.tasks:
-            env = dict(self.env)
-            env["FLUX_TASK_RANK"] = str(task.rank)
-            env["FLUX_TASK_LOCAL_ID"] = str(task.localid)
-            task.env = env
-            task.rlimits = dict(self.rlimits)
-            self.plugins.call("task_init", self, task)
-            stdin_fd, stdin_w = self._stdin_for(task)
-            out_fd, err_fd = self.output.task_fds(task)
-            try:
-                task.pid = spawner.spawn(task, (stdin_fd, out_fd, err_fd), self.setpgrp,
-                                         exec_hook)
-            except TaskStartError as exc:
-                if stdin_w is not None:
-                    stdin_w.close()
-                ec = 126 if exc.errno in (errno.EPERM, errno.EACCES) else \
-                    127 if exc.errno == errno.ENOENT else 1
-                raise ShellFatal(ec, f"task {task.rank} (host {self.hostname}): start failed: "
-                                     f"{task.argv[0]}: {os.strerror(exc.errno)}") from None
-            finally:
-                for fd in {stdin_fd, out_fd, err_fd}:
-                    if fd not in (task.stdin_fd, task.stdout_fd, task.stderr_fd) \
-                            and not self._is_sink_fd(fd):
-                        os.close(fd)
+        batch = []
+        try:
+            for task in self.tasks:
+                env = dict(self.env)
+                env["FLUX_TASK_RANK"] = str(task.rank)
+                env["FLUX_TASK_LOCAL_ID"] = str(task.localid)
+                task.env = env
+                task.rlimits = dict(self.rlimits)
+                self.plugins.call("task_init", self, task)
+                stdin_fd, stdin_w = self._stdin_for(task)
+                out_fd, err_fd = self.output.task_fds(task)
+                batch.append((task, (stdin_fd, out_fd, err_fd), stdin_w))
+            pids, err = await self.loop.run_in_executor(
+                spawner.pool, spawner.spawn_all, [(t, fds) for t, fds, _w in batch],
+                self.setpgrp, exec_hook)
+        except BaseException:
+            pids, err = [], None
+            self._release_fds(batch, 0)
+            raise
+        self._release_fds(batch, len(pids))
+        for (task, _fds, stdin_w), pid in zip(batch, pids, strict=False):
+            task.pid = pid
             task.state = "Running"
             self.running += 1
             if stdin_w is not None:
                 self.stdin_writers[task.rank] = stdin_w
             try:
-                task.pidfd = os.pidfd_open(task.pid)
+                task.pidfd = os.pidfd_open(pid)
                 self.loop.add_reader(task.pidfd, self._reap, task)
             except OSError:  # the task is gone already: reap it now
                 task.pidfd = -1
                 self.loop.call_soon(self._reap, task)
+        if self.kill_signal:  # killed while the tasks were starting
+            self.kill(self.kill_signal)
+        if err is not None:
+            task = batch[len(pids)][0]
+            ec = 126 if err.errno in (errno.EPERM, errno.EACCES) else \
+                127 if err.errno == errno.ENOENT else 1
+            raise ShellFatal(ec, f"task {task.rank} (host {self.hostname}): start failed: "
+                                 f"{task.argv[0]}: {os.strerror(err.errno)}")
+        for task in self.tasks:
             self.plugins.call("task_fork", self, task)
+
+    def _release_fds(self, batch: list, nstarted: int) -> None:
+        """Close the shell's copies of the tasks' pipe ends (and the stdin writers of
+        tasks that did not start)."""
+        for i, (task, fds, stdin_w) in enumerate(batch):
+            for fd in set(fds):
+                if fd not in (task.stdin_fd, task.stdout_fd, task.stderr_fd) \
+                        and not self._is_sink_fd(fd):
+                    os.close(fd)
+            if i >= nstarted and stdin_w is not None:
+                stdin_w.close()
 
     def _is_sink_fd(self, fd: int) -> bool:
         for s in self.output.sinks.values():
@@ -322,7 +358,7 @@ class JobShell:
         except PluginFailed as exc:
             self.warn(str(exc))
         if (task.exitcode and self.options.get("exit-on-error") and self.fatal_code is None
-                and self.killed_with is None):
+                and not self.kill_signal):
             self.die(task.exitcode, f"task {task.rank} (host {self.hostname}) exited with "
                                     f"exit code {task.exitcode} (exit-on-error)")
         self.output.task_done(task)
@@ -330,8 +366,9 @@ class JobShell:
 
     # ============================================================ control
     def kill(self, signum: int) -> None:
-        """Signal every running task (its process group)."""
-        self.killed_with = signum
+        """Signal every running task (its process group); tasks still starting get
+        the signal once started."""
+        self.kill_signal = signum
         for task in self.tasks:
             task.kill(signum)
 
@@ -364,7 +401,9 @@ class JobShell:
 
     def _check_done(self) -> None:
         if (self.finishing or self.running > 0 or self.output is None
-                or self.output.open_streams > 0):
+                or self.output.open_streams > 0
+                or (self.starting is not None and not self.starting.done()
+                    and self.fatal_code is None)):
             return
         self.finishing = True
         self.output.hold()  # the last events go with the finish report (handover)
@@ -399,10 +438,7 @@ class JobShell:
         if self.output is not None:
             self.output.abort()
         if self.tmpdir:
-            try:
-                os.rmdir(self.tmpdir)
-            except OSError:
-                shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.host.spawner.fs_pool.submit(_remove_dir, self.tmpdir)
         code = self.exitcode
         if self.fatal_code is not None:
             code = max(code, self.fatal_code)
@@ -410,7 +446,7 @@ class JobShell:
 
     def abort(self) -> None:
         """The host is going away: kill everything now, no reports."""
-        self.kill(9)
+        self.kill(9)  # also reaches tasks whose start is still in progress
         for task in self.tasks:
             if task.pidfd >= 0:
                 self.loop.remove_reader(task.pidfd)

@@ -1,11 +1,12 @@
 """One task of a job shell, and how it is started.
 
-Tasks start with `os.posix_spawn` (vfork+exec: cheap even from a large process). What
-posix_spawn cannot do itself is done around the call, in the (single-threaded) shell
-process: the working directory is changed before, the CPU affinity and resource
-limits are set on the shell before and restored after, so the child inherits them.
-If a plugin implements `task_exec` (code that must run in the child), that task is
-started with fork+exec instead so the hook can run between the two.
+Tasks start with `os.posix_spawn` (vfork+exec: cheap even from a large process), in
+a worker thread of the shell process (see Spawner). What posix_spawn cannot do
+itself is done around the call by that thread: it changes the working directory
+before, sets its own CPU affinity (inherited by the child) and sets the resource
+limits before and restores them after. If a plugin implements `task_exec` (code
+that must run in the child), tasks start with fork+exec instead, so the hook can
+run between the two.
 """
 
 from __future__ import annotations
@@ -125,19 +126,34 @@ def resolve(cmd: str, env: dict[str, str], cwd: str | None) -> str:
 
 
 class Spawner:
-    """Starts tasks for every shell of one process (tracks the process' own cwd,
-    affinity and limits, which spawned children inherit)."""
+    """Starts the tasks of every shell of one process.
+
+    Starting a process blocks its caller until the child has exec'd (vfork), a
+    millisecond or more on a busy node, and creating or removing a job's tmpdir
+    touches the disk. Neither may stall the event loop that serves every job of the
+    rank, so they run in two worker threads: `pool` starts tasks one after another,
+    and is the only thread that changes the process' working directory, its own
+    CPU affinity (inherited by the tasks it starts; per thread on Linux) and the
+    resource limits; `fs_pool` makes and removes directories.
+    """
 
     def __init__(self) -> None:
-        self.cwd = os.getcwd()
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.initial_cwd = os.getcwd()
+        self.cwd = self.initial_cwd
         try:
             self.own_cpus: set[int] | None = os.sched_getaffinity(0)
         except (AttributeError, OSError):
             self.own_cpus = None
+        self.thread_cpus = self.own_cpus  # affinity of the spawning thread
         self.own_limits: dict[int, tuple[int, int]] = {}
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="flux-shell-spawn")
+        self.fs_pool = ThreadPoolExecutor(1, thread_name_prefix="flux-shell-fs")
 
     def _chdir(self, cwd: str | None) -> None:
-        if cwd and cwd != self.cwd:
+        cwd = cwd or self.initial_cwd
+        if cwd != self.cwd:
             os.chdir(cwd)
             self.cwd = cwd
 
@@ -159,19 +175,34 @@ class Spawner:
                 pass
         return restore
 
+    def spawn_all(self, batch: list[tuple[Task, tuple[int, int, int]]], setpgrp: bool,
+                  exec_hook: Callable[[Task], None] | None = None
+                  ) -> tuple[list[int], TaskStartError | None]:
+        """Start tasks in order (in the `pool` thread); stop at the first that cannot
+        start. Returns the pids started and that task's error (or None)."""
+        pids: list[int] = []
+        for task, fds in batch:
+            try:
+                pids.append(self.spawn(task, fds, setpgrp, exec_hook))
+            except TaskStartError as exc:
+                return pids, exc
+            except OSError as exc:  # chdir, affinity: the task cannot start as asked
+                return pids, TaskStartError(exc.errno or errno.EINVAL, exc.strerror or str(exc))
+        return pids, None
+
     def spawn(self, task: Task, fds: tuple[int, int, int], setpgrp: bool,
               exec_hook: Callable[[Task], None] | None = None) -> int:
         """Start the task with fds as its stdin, stdout, stderr; return its pid.
 
         Raises TaskStartError (errno of the failed exec) if it cannot start."""
         path = resolve(task.argv[0], task.env, task.cwd)
-        restore_cpus = False
         restore = self._limits(task.rlimits) if task.rlimits else []
         try:
             self._chdir(task.cwd)
-            if task.cpus and self.own_cpus is not None and task.cpus != self.own_cpus:
-                os.sched_setaffinity(0, task.cpus)
-                restore_cpus = True
+            want = task.cpus or self.own_cpus
+            if want is not None and want != self.thread_cpus:
+                os.sched_setaffinity(0, want)
+                self.thread_cpus = want
             if exec_hook is None:
                 actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)]
                 try:
@@ -185,13 +216,15 @@ class Spawner:
                     raise TaskStartError(exc.errno, exc.strerror) from None
             return self._fork(task, path, fds, setpgrp, exec_hook)
         finally:
-            if restore_cpus:
-                os.sched_setaffinity(0, self.own_cpus)
             for res, lim in restore:
                 try:
                     resource.setrlimit(res, lim)
                 except (ValueError, OSError):
                     pass
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.fs_pool.shutdown(wait=True)
 
     @staticmethod
     def _fork(task: Task, path: str, fds: tuple[int, int, int], setpgrp: bool,
