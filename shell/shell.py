@@ -93,6 +93,8 @@ class JobShell:
         self.finishing = False
         self.done = False
         self.kill_signal = 0
+        self.stdin_ready = False
+        self.pending_stdin: list[tuple] = []
         self.starting: asyncio.Future | None = None
         self.aux: dict = {}  # plugin data
         self.cwd: str | None = None
@@ -292,6 +294,10 @@ class JobShell:
             except OSError:  # the task is gone already: reap it now
                 task.pidfd = -1
                 self.loop.call_soon(self._reap, task)
+        self.stdin_ready = True
+        for ranks, data, eof in self.pending_stdin:
+            self.stdin(ranks, data, eof)
+        self.pending_stdin.clear()
         if self.kill_signal:  # killed while the tasks were starting
             self.kill(self.kill_signal)
         if err is not None:
@@ -389,6 +395,9 @@ class JobShell:
         """Write to the stdin of local tasks (ranks "all" or an idset)."""
         from flux.core.util import idset
 
+        if not self.stdin_ready:  # the tasks are still starting: keep it for them
+            self.pending_stdin.append((ranks, data, eof))
+            return
         targets = self.stdin_writers.keys() if ranks in (None, "all") else \
             [r for r in idset.decode(ranks) if r in self.stdin_writers]
         for r in list(targets):

@@ -384,6 +384,14 @@ def test_job_spanning_two_ranks(make_instance):
     assert jobs.event(jobid, "shell.start", "guest.exec.eventlog")["taskmap"]["map"] == [[0, 2, 2, 1]]
     stats = [jobs.h.rpc("job-shell.stats", {}, nodeid=r).get() for r in (0, 1)]
     assert all(s["server-pid"] > 0 for s in stats) and stats[0]["server-pid"] != stats[1]["server-pid"]
+    # stdin sent to the leader's service reaches the tasks of both ranks
+    jobid = jobs.submit(["cat"], ntasks=2, nodes=2)
+    jobs.wait_exec_event(jobid, "shell.init")
+    svc = f"{os.getuid()}-shell-{encode_f58plain(jobid)}"
+    jobs.h.rpc(f"{svc}.stdin", {"stream": "stdin", "rank": "all", "data": "both\n",
+                                "eof": True}).get()
+    jobs.wait(jobid)
+    assert jobs.output(jobid) == {"0": b"both\n", "1": b"both\n"}
 
 
 # ----------------------------------------------------------- shell server
