@@ -99,7 +99,7 @@ class LaunchState:
 
     __slots__ = ("job", "info", "ns", "guest", "ranks", "streams", "started", "finished",
                  "first_exit", "exit_timer", "exit_timeout", "pending_kill", "sent",
-                 "finalizing", "lost")
+                 "finalizing", "lost", "stopped")
 
     def __init__(self, job: ExecJob):
         self.job = job
@@ -117,6 +117,7 @@ class LaunchState:
         self.sent = False
         self.finalizing = False
         self.lost = False
+        self.stopped = False
 
 
 class ShellLauncher(Launcher):
@@ -216,7 +217,8 @@ class ShellLauncher(Launcher):
                "service": f"{job.userid}-shell-{encode_f58plain(job.id)}"}
         self._commit_ns(state, [_append("exec.eventlog", _entry("shell.init", ctx, now)
                         + _entry("shell.start", {"taskmap": info.taskmap.to_dict()}, now))])
-        self.exec.started(job)
+        if not state.stopped:  # a job canceled while its shells started never ran
+            self.exec.started(job)
 
     def _task_exit(self, state: LaunchState, task: dict | None) -> bytes:
         """The `shell.task-exit` entry for the job's first task exit (else b""), and
@@ -316,6 +318,8 @@ class ShellLauncher(Launcher):
         if not state.sent:
             state.pending_kill = state.pending_kill or signum
             return
+        if signum in (15, 9) and len(state.started) < len(state.ranks):
+            state.stopped = True
         self._signal(state, signum)
 
     def _signal(self, state: LaunchState, signum: int) -> None:
