@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     # the broker decides when we stop (by closing the socket), not the terminal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the spawning threads need the GIL back right after each child's exec; with the
+    # default 5 ms switch interval a busy event loop makes every task start wait
+    sys.setswitchinterval(0.0005)
     return asyncio.run(serve(args.fd, args))
 
 

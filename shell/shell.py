@@ -447,7 +447,7 @@ class JobShell:
         if self.output is not None:
             self.output.abort()
         if self.tmpdir:
-            self.host.spawner.fs_pool.submit(_remove_dir, self.tmpdir)
+            self.host.spawner.rm_pool.submit(_remove_dir, self.tmpdir)
         code = self.exitcode
         if self.fatal_code is not None:
             code = max(code, self.fatal_code)

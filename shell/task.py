@@ -131,31 +131,67 @@ class Spawner:
     Starting a process blocks its caller until the child has exec'd (vfork), a
     millisecond or more on a busy node, and creating or removing a job's tmpdir
     touches the disk. Neither may stall the event loop that serves every job of the
-    rank, so they run in two worker threads: `pool` starts tasks one after another,
-    and is the only thread that changes the process' working directory, its own
-    CPU affinity (inherited by the tasks it starts; per thread on Linux) and the
-    resource limits; `fs_pool` makes and removes directories.
+    rank, so they run in worker threads: `pool` (SPAWN_THREADS threads, so that one
+    child's exec need not wait for another's) starts tasks, `fs_pool` makes
+    directories and `rm_pool` removes them.
+
+    The working directory and resource limits are per process, yet inherited by
+    each child: a spawning thread holds a lease on them (a (cwd, limits) setting);
+    threads with the same setting spawn side by side, another setting waits until
+    the current one is unused. The CPU binding is per thread on Linux, so each
+    spawning thread sets its own.
     """
 
+    SPAWN_THREADS = 2
+
     def __init__(self) -> None:
+        import threading
         from concurrent.futures import ThreadPoolExecutor
 
         self.initial_cwd = os.getcwd()
-        self.cwd = self.initial_cwd
         try:
             self.own_cpus: set[int] | None = os.sched_getaffinity(0)
         except (AttributeError, OSError):
             self.own_cpus = None
-        self.thread_cpus = self.own_cpus  # affinity of the spawning thread
         self.own_limits: dict[int, tuple[int, int]] = {}
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="flux-shell-spawn")
-        self.fs_pool = ThreadPoolExecutor(1, thread_name_prefix="flux-shell-fs")
+        self.setting: tuple = (self.initial_cwd, ())  # what the process has now
+        self.users = 0  # threads spawning under `setting`
+        self.restore: list = []  # limits to put back when the setting is left
+        self.cond = threading.Condition()
+        self.local = threading.local()  # .cpus: the spawning thread's binding
+        self.pool = ThreadPoolExecutor(self.SPAWN_THREADS, thread_name_prefix="flux-shell-spawn")
+        # directories: made on the start path (two threads: parallel creations are much
+        # faster on a journaling file system), removed in the background
+        self.fs_pool = ThreadPoolExecutor(2, thread_name_prefix="flux-shell-mkdir")
+        self.rm_pool = ThreadPoolExecutor(1, thread_name_prefix="flux-shell-rmdir")
 
-    def _chdir(self, cwd: str | None) -> None:
-        cwd = cwd or self.initial_cwd
-        if cwd != self.cwd:
-            os.chdir(cwd)
-            self.cwd = cwd
+    def _enter(self, cwd: str | None, rlimits: dict[int, int]) -> None:
+        want = (cwd or self.initial_cwd, tuple(sorted(rlimits.items())))
+        with self.cond:
+            while self.users and self.setting != want:
+                self.cond.wait()
+            if self.setting != want:
+                self._undo_limits()
+                if want[0] != self.setting[0]:
+                    os.chdir(want[0])
+                self.setting = (want[0], ())
+                self.restore = self._limits(rlimits)
+                self.setting = want
+            self.users += 1
+
+    def _leave(self) -> None:
+        with self.cond:
+            self.users -= 1
+            if self.users == 0:
+                self.cond.notify_all()
+
+    def _undo_limits(self) -> None:
+        for res, lim in self.restore:
+            try:
+                resource.setrlimit(res, lim)
+            except (ValueError, OSError):
+                pass
+        self.restore = []
 
     def _limits(self, rlimits: dict[int, int]) -> list[tuple[int, tuple[int, int]]]:
         """Lower/raise our soft limits to the task's; return what to restore."""
@@ -178,7 +214,7 @@ class Spawner:
     def spawn_all(self, batch: list[tuple[Task, tuple[int, int, int]]], setpgrp: bool,
                   exec_hook: Callable[[Task], None] | None = None
                   ) -> tuple[list[int], TaskStartError | None]:
-        """Start tasks in order (in the `pool` thread); stop at the first that cannot
+        """Start tasks in order (in a `pool` thread); stop at the first that cannot
         start. Returns the pids started and that task's error (or None)."""
         pids: list[int] = []
         for task, fds in batch:
@@ -196,35 +232,30 @@ class Spawner:
 
         Raises TaskStartError (errno of the failed exec) if it cannot start."""
         path = resolve(task.argv[0], task.env, task.cwd)
-        restore = self._limits(task.rlimits) if task.rlimits else []
+        want = task.cpus or self.own_cpus
+        if want is not None and want != getattr(self.local, "cpus", self.own_cpus):
+            os.sched_setaffinity(0, want)
+            self.local.cpus = want
+        self._enter(task.cwd, task.rlimits)
         try:
-            self._chdir(task.cwd)
-            want = task.cpus or self.own_cpus
-            if want is not None and want != self.thread_cpus:
-                os.sched_setaffinity(0, want)
-                self.thread_cpus = want
-            if exec_hook is None:
-                actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)]
-                try:
-                    return os.posix_spawn(path, task.argv, task.env, file_actions=actions,
-                                          setpgroup=0 if setpgrp else None,
-                                          setsigdef=(signal.SIGPIPE, signal.SIGINT,
-                                                     signal.SIGTERM, signal.SIGHUP,
-                                                     signal.SIGCHLD),
-                                          setsigmask=())
-                except OSError as exc:
-                    raise TaskStartError(exc.errno, exc.strerror) from None
-            return self._fork(task, path, fds, setpgrp, exec_hook)
+            if exec_hook is not None:
+                return self._fork(task, path, fds, setpgrp, exec_hook)
+            actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)]
+            try:
+                return os.posix_spawn(path, task.argv, task.env, file_actions=actions,
+                                      setpgroup=0 if setpgrp else None,
+                                      setsigdef=(signal.SIGPIPE, signal.SIGINT,
+                                                 signal.SIGTERM, signal.SIGHUP,
+                                                 signal.SIGCHLD),
+                                      setsigmask=())
+            except OSError as exc:
+                raise TaskStartError(exc.errno, exc.strerror) from None
         finally:
-            for res, lim in restore:
-                try:
-                    resource.setrlimit(res, lim)
-                except (ValueError, OSError):
-                    pass
+            self._leave()
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=True)
-        self.fs_pool.shutdown(wait=True)
+        for p in (self.pool, self.fs_pool, self.rm_pool):
+            p.shutdown(wait=True)
 
     @staticmethod
     def _fork(task: Task, path: str, fds: tuple[int, int, int], setpgrp: bool,
