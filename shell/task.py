@@ -183,6 +183,9 @@ class Spawner:
         with self.cond:
             self.users -= 1
             if self.users == 0:
+                if self.restore:  # the shell itself must not keep a job's limits
+                    self._undo_limits()
+                    self.setting = (self.setting[0], ())
                 self.cond.notify_all()
 
     def _undo_limits(self) -> None:
@@ -242,12 +245,12 @@ class Spawner:
                 return self._fork(task, path, fds, setpgrp, exec_hook)
             actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)]
             try:
+                kw = {"setpgroup": 0} if setpgrp else {}  # (None is refused)
                 return os.posix_spawn(path, task.argv, task.env, file_actions=actions,
-                                      setpgroup=0 if setpgrp else None,
                                       setsigdef=(signal.SIGPIPE, signal.SIGINT,
                                                  signal.SIGTERM, signal.SIGHUP,
                                                  signal.SIGCHLD),
-                                      setsigmask=())
+                                      setsigmask=(), **kw)
             except OSError as exc:
                 raise TaskStartError(exc.errno, exc.strerror) from None
         finally:

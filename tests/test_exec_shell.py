@@ -492,3 +492,15 @@ def test_throughput_and_latency_of_true_jobs(make_instance, capsys):
         print(f"\n  real exec: {rate:.0f} jobs/s for {n} `true` jobs; "
               f"one job end to end {sorted(lat)[len(lat) // 2] * 1000:.1f} ms (median of 10)")
     assert rate > 20
+
+
+def test_rlimit_and_nosetpgrp_options(jobs):
+    jobid = jobs.run(["sh", "-c", "ulimit -n; ps -o pgid= -p $$; echo $$"],
+                     options={"rlimit": {"nofile": 100}, "nosetpgrp": 1})
+    limit, pgid, pid = jobs.output(jobid)["0"].decode().split()
+    assert limit == "100" and pgid != pid  # not the leader of its own group
+    jobid = jobs.run(["sh", "-c", "ps -o pgid= -p $$; echo $$"])
+    pgid, pid = jobs.output(jobid)["0"].decode().split()
+    assert pgid == pid
+    jobid = jobs.run(["true"], options={"rlimit": {"bogus": 1}})
+    assert "unknown resource limit 'bogus'" in jobs.event(jobid, "exception")["note"]

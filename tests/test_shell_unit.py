@@ -315,3 +315,39 @@ def test_stdin_writer_buffers_until_the_pipe_drains():
         return bytes(got)
 
     assert asyncio.run(main()) == b"x" * (1 << 20)
+
+
+def test_spawner_keeps_each_tasks_cwd_and_limits_apart(tmp_path):
+    """Tasks with different working directories and limits started side by side by the
+    spawning threads each get their own."""
+    import resource
+
+    from flux.shell.task import Spawner, Task
+
+    sp = Spawner()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    dirs = [tmp_path / f"d{i}" for i in range(4)]
+    for d in dirs:
+        d.mkdir()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    futs, outs = [], []
+    for i in range(40):
+        d = dirs[i % 4]
+        out = os.open(d / f"out{i}", os.O_WRONLY | os.O_CREAT, 0o644)
+        outs.append(out)
+        t = Task(None, i, 0, ["sh", "-c", "pwd; ulimit -n"], {"PATH": os.environ["PATH"]}, str(d))
+        if i % 4 == 3:
+            t.rlimits = {resource.RLIMIT_NOFILE: 64}
+        futs.append((sp.pool.submit(sp.spawn_all, [(t, (devnull, out, devnull))], False), d, i))
+    for f, d, i in futs:
+        pids, err = f.result(timeout=30)
+        assert err is None
+        os.waitpid(pids[0], 0)
+        lines = (d / f"out{i}").read_text().split()
+        assert lines[0] == str(d)
+        assert lines[1] == ("64" if i % 4 == 3 else str(soft))
+    for fd in outs + [devnull]:
+        os.close(fd)
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) == (soft, hard)
+    assert os.getcwd() in (sp.initial_cwd, *map(str, dirs))
+    sp.shutdown()
