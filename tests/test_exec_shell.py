@@ -504,3 +504,13 @@ def test_rlimit_and_nosetpgrp_options(jobs):
     assert pgid == pid
     jobid = jobs.run(["true"], options={"rlimit": {"bogus": 1}})
     assert "unknown resource limit 'bogus'" in jobs.event(jobid, "exception")["note"]
+
+
+def test_exit_on_error_stops_the_other_tasks(jobs):
+    t0 = time.time()
+    jobid = jobs.run(["sh", "-c", 'test "$FLUX_TASK_RANK" = 1 && exit 3; sleep 60'], ntasks=2,
+                     options={"exit-on-error": 1})
+    assert time.time() - t0 < 30
+    exc = jobs.event(jobid, "exception")
+    assert exc["type"] == "exec" and "task 1" in exc["note"] and "exit code 3" in exc["note"]
+    assert jobs.event(jobid, "finish")["status"] != 0
