@@ -217,6 +217,44 @@ class JobManager(Service):
             if not job.dependencies and job.state == DEPEND:
                 self.post(job, "depend")
 
+    # prolog/epilog actions (flux-core's flux_jobtap_prolog_start/finish): while any is
+    # open, the start request (RUN) or the free (CLEANUP) is held back
+    def prolog_start(self, job: Job, description: str) -> None:
+        self._action_start(job, "prolog-start", description)
+
+    def prolog_finish(self, job: Job, description: str, status: int) -> None:
+        self._action_finish(job, "prolog-finish", description, status)
+
+    def epilog_start(self, job: Job, description: str) -> None:
+        self._action_start(job, "epilog-start", description)
+
+    def epilog_finish(self, job: Job, description: str, status: int) -> None:
+        self._action_finish(job, "epilog-finish", description, status)
+
+    def _action_start(self, job: Job, name: str, description: str) -> None:
+        if not job.active:
+            raise ValueError(f"{name}: job {job.id} is inactive")
+        job.held_actions += 1
+        self.post(job, name, {"description": description})
+
+    def _action_finish(self, job: Job, name: str, description: str, status: int) -> None:
+        if job.held_actions <= 0 or not job.active:
+            raise ValueError(f"{name}: job {job.id} has no open prolog/epilog action")
+        job.held_actions -= 1
+        self.post(job, name, {"description": description, "status": status})
+        if not job.held_actions:
+            # resume on the next turn, so a plugin may raise an exception right after
+            # the finish event without the job starting in between (as flux-core)
+            asyncio.get_running_loop().call_soon(self._resume, job)
+
+    def _resume(self, job: Job) -> None:
+        if job.held_actions:
+            return
+        if job.state == RUN and job.has_resources and not job.exec_running and not job.started:
+            self._start(job)
+        elif job.state == CLEANUP:
+            self._cleanup(job)
+
     def reprioritize(self, job: Job, priority: int) -> None:
         if job.state == SCHED and priority != job.priority:
             self.post(job, "priority", {"priority": priority})
