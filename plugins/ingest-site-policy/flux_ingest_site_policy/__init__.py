@@ -1,0 +1,1 @@
+"""ingest-site-policy: reject jobs by the site's configured rules, with each rule's message."""
