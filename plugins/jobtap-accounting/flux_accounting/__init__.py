@@ -1,0 +1,1 @@
+"""jobtap-accounting: fair-share priorities and limits from an accounting database."""
