@@ -91,6 +91,17 @@ class SimpleScheduler(Service):
                 upd = await self._acquire.get()
             except FluxError:
                 return
+            if "resources" in upd:  # grown at run time (flux resource add)
+                new = ResourceSet.from_dict(upd["resources"])
+                self.all = self.all.union(new)
+                for r, rk in new.ranks.items():
+                    self.free[r] = (set(rk.cores), set(rk.gpus))
+            if "shrink" in upd:  # removed at run time (flux resource remove): never in use
+                gone = set(idset.decode(upd["shrink"]))
+                self.all = self.all.select_ranks(set(self.all.ranks) - gone)
+                self.up -= gone
+                for r in gone:
+                    self.free.pop(r, None)
             if "down" in upd:
                 self.up -= set(idset.decode(upd["down"]))
             if "up" in upd:
