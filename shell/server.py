@@ -132,6 +132,9 @@ class ShellServer:
                 self.stdin(msg, self.jobs.get(p.get("id")), p)
             elif topic.endswith(".stdin"):
                 self.stdin(msg, self.services.get(topic[:-len(".stdin")]), msg.data() or {})
+            elif "." in topic and topic.partition(".")[0] in self.services:
+                svc, _, method = topic.partition(".")
+                self.services[svc].service_request(method, msg)
             elif topic == "job-shell.list":
                 self.conn.respond(msg, {"rank": self.broker_rank, "jobs": [
                     {"id": s.jobid, "pids": [t.pid for t in s.tasks]} for s in self.jobs.values()]})

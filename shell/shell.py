@@ -25,6 +25,7 @@ import errno
 import os
 import shutil
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from flux.core.job import fluid
@@ -101,6 +102,10 @@ class JobShell:
         self.output_tail = b""  # output events not yet committed when the shell finished
         self.rlimits: dict[int, int] = {}
         self.t0 = time.time()
+        # methods of the shell's own service `<uid>-shell-<id>.<method>` (plugins add
+        # them); requests that arrive before the method is registered wait for it
+        self.service_methods: dict[str, Callable[[Any], None]] = {}
+        self.parked: list = []
 
     # ============================================================ helpers
     @property
@@ -145,6 +150,33 @@ class JobShell:
                 self.log_local(f"kvs commit failed: {exc}")
             return None
 
+    def service_register(self, method: str, cb: Callable[[Any], None]) -> None:
+        """Handle requests `<service>.<method>` with cb(msg) (respond with
+        `shell.conn.respond`)."""
+        self.service_methods[method] = cb
+        parked, self.parked = self.parked, []
+        for m, msg in parked:
+            self.service_request(m, msg)
+
+    def service_request(self, method: str, msg: Any) -> None:
+        """A request to this shell's service: to its method's handler; while the shell
+        is still starting, an unknown method waits (a peer shell may be ahead of us)."""
+        cb = self.service_methods.get(method)
+        if cb is not None:
+            cb(msg)
+        elif not self.started and not self.done and self.fatal_code is None:
+            self.parked.append((method, msg))
+        else:
+            self.conn.respond_error(msg, errno.ENOSYS, f"No service matching {msg.topic}")
+
+    def _unpark(self) -> None:
+        parked, self.parked = self.parked, []
+        for _m, msg in parked:
+            try:
+                self.conn.respond_error(msg, errno.ENOSYS, f"No service matching {msg.topic}")
+            except OSError:
+                pass
+
     def log_local(self, text: str) -> None:
         self.host.log(f"job {self.jobid}: {text}")
 
@@ -178,6 +210,7 @@ class JobShell:
             self.die(1, f"job shell error: {exc!r}")
             return
         self.started = True
+        self._unpark()
         self.reporter.started(self)
         self._check_done()
 
@@ -441,6 +474,7 @@ class JobShell:
         if self.done:
             return
         self.done = True
+        self._unpark()
         for w in self.stdin_writers.values():
             w.close()
         self.stdin_writers.clear()

@@ -42,7 +42,7 @@ class Task:
 
     __slots__ = ("shell", "rank", "localid", "argv", "env", "cwd", "cpus", "rlimits", "pid",
                  "pidfd", "status", "exitcode", "signaled", "state", "stdin_fd", "stdout_fd",
-                 "stderr_fd", "exit_time", "aux", "__weakref__")
+                 "stderr_fd", "exit_time", "aux", "extra_fds", "__weakref__")
 
     def __init__(self, shell: Any, rank: int, localid: int, argv: list[str], env: dict[str, str],
                  cwd: str | None):
@@ -66,6 +66,8 @@ class Task:
         self.stderr_fd: int | None = None
         self.exit_time = 0.0
         self.aux: dict = {}
+        # (fd in the shell, fd in the task) beyond stdin/stdout/stderr, e.g. PMI_FD
+        self.extra_fds: list[tuple[int, int]] = []
 
     # flux-core's task API names, for plugins ported from C/Lua
     def getenv(self, name: str) -> str | None:
@@ -77,6 +79,13 @@ class Task:
 
     def unsetenv(self, name: str) -> None:
         self.env.pop(name, None)
+
+    def pass_fd(self, fd: int) -> int:
+        """Give the task a copy of the shell's `fd`; returns its number in the task
+        (3, 4, ... in the order asked). The shell keeps its own copy."""
+        child = 3 + len(self.extra_fds)
+        self.extra_fds.append((fd, child))
+        return child
 
     def info(self) -> dict:
         """Task info as in the `shell.task-exit` exec event."""
@@ -244,6 +253,7 @@ class Spawner:
             if exec_hook is not None:
                 return self._fork(task, path, fds, setpgrp, exec_hook)
             actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)]
+            actions += [(os.POSIX_SPAWN_DUP2, src, dst) for src, dst in task.extra_fds]
             try:
                 kw = {"setpgroup": 0} if setpgrp else {}  # (None is refused)
                 return os.posix_spawn(path, task.argv, task.env, file_actions=actions,
@@ -273,6 +283,11 @@ class Spawner:
                     os.setpgid(0, 0)
                 for i, fd in enumerate(fds):
                     os.dup2(fd, i)
+                for src, dst in task.extra_fds:
+                    if src == dst:
+                        os.set_inheritable(dst, True)
+                    else:
+                        os.dup2(src, dst)
                 for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
                             signal.SIGCHLD):
                     signal.signal(sig, signal.SIG_DFL)

@@ -1,7 +1,8 @@
 """`flux broker`: run one broker process.
 
-Bootstrap (who am I, who is my parent) comes from `flux start --test-size`
-(hidden --boot-* options), or the broker runs as a singleton instance.
+Bootstrap (who am I, who is my parent) is chosen by flux.core.broker.boot:
+`flux start --test-size` (hidden --boot-* options), a `[bootstrap]` config, PMI
+(PMI_FD/PMI_RANK/PMI_SIZE), or a singleton instance.
 """
 
 from __future__ import annotations
@@ -46,10 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flux-broker: {exc.strerror}", file=sys.stderr)
         return 1
     attrs = dict(args.setattr)
-    rank = args.boot_rank if args.boot_rank is not None else 0
-    size = args.boot_size if args.boot_size is not None else 1
-    if args.boot_rank is not None:
-        attrs.setdefault("broker.boot-method", "test")
+    from flux.core.broker.boot import select
+
+    try:
+        boot = select(conf, attrs, args.boot_rank, args.boot_size)
+    except FluxError as exc:
+        print(f"flux-broker: bootstrap: {exc.strerror}", file=sys.stderr)
+        return 1
+    for k, v in boot.attrs.items():
+        attrs.setdefault(k, v)
+    rank, size = boot.rank, boot.size
     created_rundir = None
     if "rundir" not in attrs:
         created_rundir = tempfile.mkdtemp(prefix="flux-")
@@ -57,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command
     if command and command[0] == "--":
         command = command[1:]
-    return run_broker(rank, size, attrs, conf, command, created_rundir)
+    return run_broker(rank, size, attrs, conf, command, created_rundir, bootstrap=boot)
 
 
 def run_broker(rank, size, attrs, conf, command, created_rundir=None, bootstrap=None) -> int:

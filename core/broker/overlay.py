@@ -163,6 +163,11 @@ class Overlay:
         else:
             self.subtree_ready.set()
             self.children_gone.set()
+        exchange = getattr(self.broker.bootstrap, "exchange", None)
+        if exchange is not None:
+            # e.g. PMI: publish the endpoint just bound, learn the parent's (and its key)
+            await exchange(self.broker)
+            self.curve = getattr(self.broker.bootstrap, "curve", None)
         if self.parent is not None:
             pep = a.get("tbon.parent-endpoint") or default_endpoint(a["rundir"], self.parent)
             a.set("tbon.parent-endpoint", pep, 1)
