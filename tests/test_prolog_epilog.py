@@ -197,3 +197,111 @@ def test_missing_prolog_command_fails_the_job_clearly(make_instance, tmp_path):
     exc = dict(wait_clean(inst, jobid))["exception"]
     assert exc["type"] == "prolog"
     assert "nope.sh" in exc["note"]
+
+
+# ------------------------------------------------- through the IMP (multi-user)
+
+def _start_as(user: str, conf_args: list[str]):
+    """An instance run by the unprivileged `user` (the IMP refuses any other caller)."""
+    import pwd
+    import subprocess
+    import sys
+    import tempfile
+
+    from conftest import FLUX
+
+    pw = pwd.getpwnam(user)
+    rundir = tempfile.mkdtemp(prefix="flux-test-")
+    os.chown(rundir, pw.pw_uid, pw.pw_gid)
+    env = dict(os.environ, HOME=pw.pw_dir, USER=user)
+    env["PATH"] = os.path.dirname(FLUX) + os.pathsep + env.get("PATH", "")
+    proc = subprocess.Popen(
+        [FLUX, "start", "--test-size=1", f"--rundir={rundir}", *[f"--conf={c}" for c in conf_args],
+         "--", sys.executable, "-c",
+         "import os,sys; print(os.environ['FLUX_URI'], flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, cwd=rundir, user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+    uri = proc.stdout.readline().strip()
+    if not uri:
+        raise RuntimeError(f"instance failed to start: {proc.stderr.read()}")
+    env["FLUX_URI"] = uri
+
+    def flux(*args, check=True):
+        r = subprocess.run([FLUX, *args], capture_output=True, text=True, env=env, cwd=rundir,
+                           user=pw.pw_uid, group=pw.pw_gid, extra_groups=[], timeout=60)
+        if check and r.returncode:
+            raise AssertionError(f"flux {' '.join(args)}: {r.stderr}")
+        return r
+
+    def stop():
+        import shutil
+
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        shutil.rmtree(rundir, ignore_errors=True)
+
+    return flux, stop
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root: a setuid IMP and an unprivileged owner")
+def test_prolog_and_epilog_run_as_root_through_the_imp(tmp_path):
+    import pwd
+
+    from multiuser_env import ImpSetup
+
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    os.chmod(tmp_path, 0o755)
+    imp = ImpSetup(owner="flux", users=("alice",))
+    try:
+        pro = os.path.join(imp.dir, "prolog")
+        epi = os.path.join(imp.dir, "epilog")
+        hang = os.path.join(imp.dir, "hang")
+        for path, body in ((pro, f'id -u > {outdir}/prolog\nenv | sort >> {outdir}/prolog\n'),
+                           (epi, f'id -u > {outdir}/epilog\n'),
+                           (hang, f'sleep 300 &\necho $! > {outdir}/child\nwait\n')):
+            with open(path, "w") as f:
+                f.write("#!/bin/sh\n" + body)
+            os.chmod(path, 0o755)
+        imp.data["run"] = {"prolog": {"command": pro}, "epilog": {"command": epi}}
+        imp.write_conf()
+        flux, stop = _start_as("flux", [f'exec.imp="{imp.path}"', "job-manager.prolog={}",
+                                        "job-manager.epilog={}"])
+        try:
+            jobid = flux("submit", "true").stdout.strip()
+            flux("job", "wait-event", "-q", "-t", "60", jobid, "clean")
+            evs = [json.loads(line) for line in
+                   flux("job", "eventlog", "-f", "json", jobid).stdout.splitlines()]
+            n = [e["name"] for e in evs]
+            assert "exception" not in n and n.index("prolog-finish") < n.index("start")
+            lines = (outdir / "prolog").read_text().splitlines()
+            assert lines[0] == "0"  # the IMP ran the root-configured script as root
+            env = dict(line.split("=", 1) for line in lines[1:] if "=" in line)
+            f58 = flux("job", "id", "-t", "f58", jobid).stdout.strip()
+            assert env["FLUX_JOB_ID"] == f58 and env["FLUX_JOB_RANKS"] == "0"
+            assert env["FLUX_JOB_USERID"] == env["FLUX_OWNER_USERID"] == str(pwd.getpwnam("flux").pw_uid)
+            assert (outdir / "epilog").read_text() == "0\n"
+        finally:
+            stop()
+        # a root prolog that hangs: the timeout kills it through `flux-imp kill`
+        imp.data["run"] = {"prolog": {"command": hang}}
+        imp.write_conf()
+        flux, stop = _start_as("flux", [f'exec.imp="{imp.path}"', 'job-manager.prolog.timeout="1s"',
+                                        "job-manager.prolog.kill-timeout=1"])
+        try:
+            jobid = flux("submit", "true").stdout.strip()
+            flux("job", "wait-event", "-q", "-t", "60", jobid, "clean")
+            exc = [json.loads(line) for line in flux("job", "eventlog", "-f", "json", jobid).stdout.splitlines()
+                   if '"exception"' in line][0]["context"]
+            assert exc["type"] == "prolog"
+            assert exc["note"] == "prolog timed out after 1s (job-manager.prolog.timeout)"
+            child = int((outdir / "child").read_text())
+            try:
+                with open(f"/proc/{child}/stat") as f:
+                    assert f.read().split(")")[-1].split()[0] == "Z"
+            except FileNotFoundError:
+                pass
+        finally:
+            stop()
+    finally:
+        imp.remove()

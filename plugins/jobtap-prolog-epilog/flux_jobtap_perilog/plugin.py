@@ -107,8 +107,10 @@ def _describe_failure(kind: str, ac: ActionConfig, res: Result) -> str:
 def _start(manager: Any, job: Any, ac: ActionConfig) -> Run:
     ranks = _ranks(job)
     run_on = ranks if ac.per_rank else [0]
+    imp = (manager.broker.conf.get("exec") or {}).get("imp")
+    privileged = imp if imp and ac.command[0] == imp else None
     return Run(manager.broker, f"{ac.description}: {encode_f58(job.id)}", list(ac.command),
-               _env(manager, job, ranks), run_on, ac.timeout, ac.kill_timeout)
+               _env(manager, job, ranks), run_on, ac.timeout, ac.kill_timeout, imp=privileged)
 
 
 # ---------------------------------------------------------------- prolog

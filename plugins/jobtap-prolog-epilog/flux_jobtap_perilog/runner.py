@@ -50,8 +50,9 @@ class Run:
     """The command running on some ranks; `cancel()` terminates it."""
 
     def __init__(self, broker: Any, label: str, argv: list[str], env: dict[str, str],
-                 ranks: list[int], timeout: float, kill_timeout: float):
+                 ranks: list[int], timeout: float, kill_timeout: float, imp: str | None = None):
         self.broker = broker
+        self.imp = imp  # the command runs as root through this IMP: signal it through the IMP
         self.label = label
         self.argv = argv
         self.env = env
@@ -86,6 +87,11 @@ class Run:
             self._killer = asyncio.ensure_future(self._escalate())
 
     async def _escalate(self) -> None:
+        if self.imp:
+            # through the IMP only SIGKILL reaches the script's descendants (a SIGTERM'd
+            # shell would leave its children running, holding the output open)
+            self._signal(signal.SIGKILL)
+            return
         self._signal(signal.SIGTERM)
         await asyncio.sleep(self.kill_timeout)
         self._signal(signal.SIGKILL)
@@ -93,8 +99,27 @@ class Run:
     def _signal(self, signum: int) -> None:
         for rank, pid in self.pids.items():
             if self.results[rank].status is None:
-                self.broker.send_internal_noresponse("rexec.kill", {"pid": pid, "signum": int(signum)},
-                                                     nodeid=rank)
+                if self.imp:
+                    # the owner may not signal a root process: `flux-imp kill` does, when
+                    # started by the same broker that started the IMP (rexec on that rank)
+                    asyncio.ensure_future(self._imp_kill(rank, pid, signum))
+                else:
+                    self.broker.send_internal_noresponse(
+                        "rexec.kill", {"pid": pid, "signum": int(signum)}, nodeid=rank)
+
+    async def _imp_kill(self, rank: int, pid: int, signum: int) -> None:
+        cmd = {"cmdline": [self.imp, "kill", str(int(signum)), str(pid)], "env": {},
+               "cwd": "/", "opts": {}, "channels": []}
+        rpc = self.broker.rpc("rexec.exec", {"cmd": cmd, "flags": 3}, nodeid=rank,
+                              flags=FLAG_STREAMING)
+        try:
+            async for resp in rpc:
+                if resp.get("type") == "output" and (resp.get("io") or {}).get("data"):
+                    self._log(LOG_ERR, rank, f"flux-imp kill: {resp['io']['data'].rstrip()}")
+        except FluxError as exc:
+            self._log(LOG_ERR, rank, f"flux-imp kill {signum} {pid}: {exc.strerror}")
+        finally:
+            rpc.cancel()
 
     def _log(self, level: int, rank: int, text: str) -> None:
         self.broker.log(level, f"{self.label}: rank {rank}: {text}")
@@ -114,7 +139,7 @@ class Run:
                     self.broker.send_internal_noresponse(
                         "rexec.write", {"pid": resp["pid"], "io": {"eof": True}}, nodeid=rank)
                     if self._killer is not None:
-                        self._signal(signal.SIGTERM)
+                        self._signal(signal.SIGKILL if self.imp else signal.SIGTERM)
                 elif t == "output":
                     io = resp.get("io") or {}
                     data = io.get("data")
