@@ -195,7 +195,7 @@ def test_prepared_database_with_path(make_instance, tmp_path):
 def test_unconfigured_instance_answers_enosys(instance):
     r = account(instance, "list-banks", check=False)
     assert r.returncode != 0
-    assert "accounting" in r.stderr
+    assert "accounting is not configured on this instance (no [accounting] table)" in r.stderr
 
 
 def test_bad_config_refuses_jobs_naming_the_key(make_instance, tmp_path):

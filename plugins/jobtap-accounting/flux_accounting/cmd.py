@@ -25,7 +25,15 @@ class Remote:
         self.h = flux.Flux()
 
     def call(self, method: str, payload: dict) -> dict:
-        return self.h.rpc(f"accounting.{method}", payload, nodeid=0).get() or {}
+        import errno
+
+        try:
+            return self.h.rpc(f"accounting.{method}", payload, nodeid=0).get() or {}
+        except OSError as exc:
+            if exc.errno == errno.ENOSYS:
+                raise OSError(exc.errno, "accounting is not configured on this instance"
+                                         " (no [accounting] table)") from None
+            raise
 
 
 class Local:
