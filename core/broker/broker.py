@@ -116,7 +116,8 @@ class Broker:
         self.attrs = Attributes()
         for k, v in (attrs or {}).items():
             self.attrs.set(k, v)
-        self.topo = Topology.parse(self.attrs.setdefault("tbon.topo", "kary:2"), size)
+        self.topo = Topology.parse(self.attrs.setdefault("tbon.topo", "kary:2"), size,
+                                   getattr(bootstrap, "parents", None))
         self.internal_id = f"@{rank}"
         self.services: dict[str, Any] = {}
         self.service_objects: list[Service] = []

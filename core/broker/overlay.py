@@ -10,6 +10,10 @@ rank) to its parent. Control messages carry the join/leave protocol:
   PING/PONG parent <-> child liveness sweep after a socket disconnect
   STATUS    child -> parent  my subtree's health changed (full/partial/degraded)
 
+With CURVE keys (a `[bootstrap] curve_cert`), the ROUTER is a CURVE server whose ZAP
+handler admits only the instance's key; a peer that fails the handshake is logged
+and dropped, and a broker refused by its parent says so and exits.
+
 A child that disappears is noticed through the socket monitor (then a ping sweep
 names which child it was) or through missed keepalives; requests in flight to it
 are answered with EHOSTUNREACH so nothing waits forever.
@@ -20,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import sys
 import time
 
 import zmq
+from flux.core.errors import FluxError
 from flux.core.message import (
     CONTROL,
     EVENT,
@@ -40,6 +46,22 @@ log = logging.getLogger("flux.overlay")
 HELLO, KEEPALIVE, SHUTDOWN, GOODBYE, PING, PONG, STATUS = 1, 2, 3, 4, 5, 6, 7
 # subtree health, reported up with STATUS when it changes (flux overlay status)
 SUBTREE_STATUS = ["full", "partial", "degraded"]
+
+
+HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
+def _handshake_reason(event: int, value: int) -> str:
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return f"CURVE key not authorized (ZAP status {value})"
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            return "security mechanism mismatch (one side has no CURVE certificate)"
+        if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+            return "CURVE keys do not match (a different certificate)"
+        return f"ZMTP protocol error {value:#x}"
+    return "handshake failed (the peer closed it: keys do not match?)"
 
 
 def default_endpoint(rundir: str, rank: int) -> str:
@@ -133,15 +155,28 @@ class Overlay:
         self.torpid_max = parse_fsd(a.get("tbon.torpid_max", "30s"))
         self.sweep_timeout = min(parse_fsd(a.get("tbon.torpid_min", "5s")), 2.0)
         self.curve = getattr(b.bootstrap, "curve", None)
+        self.ipv6 = getattr(b.bootstrap, "ipv6", False)
+        self.zap = None
+        self.handshake_failures = 0  # not yet matched by their DISCONNECTED event
+        self.refusals: dict[str, list[float]] = {}  # reason -> [count, last logged]
 
     # ----------------------------------------------------------------- setup
     def _secure(self, sock, server: bool) -> None:
+        if self.ipv6:
+            sock.setsockopt(zmq.IPV6, 1)
         c = self.curve
         if not c:
             return
         sock.curve_publickey = c["public"]
         sock.curve_secretkey = c["secret"]
         if server:
+            if c.get("allowed") is not None:
+                from flux.core.broker.zap import ZAP_DOMAIN, ZapHandler
+
+                # bound before the ROUTER, so no client skips the check
+                self.zap = ZapHandler(self.ctx, c["allowed"], self.broker.log)
+                self.readers.append(_Reader(self.zap.sock, self.zap.handle))
+                sock.zap_domain = ZAP_DOMAIN
             sock.curve_server = True
         else:
             sock.curve_serverkey = c["server_public"]
@@ -156,7 +191,10 @@ class Overlay:
             self.router.setsockopt(zmq.SNDHWM, 0)
             self.router.setsockopt(zmq.RCVHWM, 0)
             self._secure(self.router, server=True)
-            self.router.bind(ep)
+            try:
+                self.router.bind(ep)
+            except zmq.ZMQError as exc:
+                raise FluxError(errno.EADDRNOTAVAIL, f"overlay: cannot bind {ep}: {exc}") from None
             a.set("tbon.endpoint", self.router.getsockopt_string(zmq.LAST_ENDPOINT), 1)
             self.readers.append(_Reader(self.router, self._recv_children))
             self._monitor(self.router, self._children_disconnect)
@@ -361,14 +399,48 @@ class Overlay:
         self._status_changed()
 
     def _monitor(self, sock, on_disconnect) -> None:
-        msock = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        msock = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILED)
+        server = sock is self.router
 
         def on_event(frames):
             ev = parse_monitor_message(frames)
-            if ev["event"] == zmq.EVENT_DISCONNECTED and not self.closing:
-                on_disconnect()
+            if self.closing:
+                return
+            if ev["event"] & HANDSHAKE_FAILED:
+                self._handshake_failed(server, ev["event"], ev["value"])
+            elif ev["event"] == zmq.EVENT_DISCONNECTED:
+                if server and self.handshake_failures:
+                    # the end of a refused connection, not of a child's: nobody to sweep for
+                    self.handshake_failures -= 1
+                else:
+                    on_disconnect()
 
         self.readers.append(_Reader(msock, on_event))
+
+    def _handshake_failed(self, server: bool, event: int, value: int) -> None:
+        why = _handshake_reason(event, value)
+        if not server:
+            if self.parent_lost or self.broker.shutdown_started:
+                return
+            self.parent_lost = True
+            text = f"overlay: parent rank {self.parent} refused this broker: {why}; shutting down"
+            self.broker.log(3, text)
+            # nothing reaches rank 0's log from a refused broker: say it here
+            print(f"flux-broker: {text}", file=sys.stderr, flush=True)
+            asyncio.ensure_future(self.broker.shutdown(1))
+            return
+        self.handshake_failures += 1
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and self.zap is not None:
+            return  # the ZAP handler logged it, with the peer's address
+        # a peer retrying forever must not flood the log: each reason once a minute
+        now = time.monotonic()
+        count, last = self.refusals.get(why, [0, -3600.0])
+        count += 1
+        if now - last >= 60:
+            more = f" ({count} times since last logged)" if count > 1 else ""
+            self.broker.log(3, f"overlay: dropped a peer that failed the handshake: {why}{more}")
+            count, last = 0, now
+        self.refusals[why] = [count, last]
 
     def _children_disconnect(self) -> None:
         if not self.sweeping:
@@ -483,6 +555,8 @@ class Overlay:
         await asyncio.sleep(0)
         if self.router is not None:
             self.router.close(linger=0)
+        if self.zap is not None:
+            self.zap.close()
         # linger lets the GOODBYE reach the parent before the context goes away
         # (nothing can reach a lost parent: do not wait for it)
         self.ctx.destroy(linger=0 if self.parent_lost else 2000)

@@ -19,14 +19,16 @@ class Topology:
         self.k = k if k > 0 else max(size - 1, 1)
 
     @classmethod
-    def parse(cls, spec: str, size: int) -> Topology:
+    def parse(cls, spec: str, size: int, parents: list[int | None] | None = None) -> Topology:
         spec = spec.strip()
+        if spec == "custom":  # from [bootstrap] hosts `parent` keys; flat without them
+            return CustomTopology(parents if parents is not None else [None] + [0] * (size - 1))
         if spec.startswith("kary:"):
             arg = spec[5:]
         elif spec.isdigit():  # legacy tbon.fanout
             arg = spec
         else:
-            raise FluxError(errno.EINVAL, f"unknown tbon.topo '{spec}' (use kary:K)")
+            raise FluxError(errno.EINVAL, f"unknown tbon.topo '{spec}' (use kary:K or custom)")
         if not arg.isdigit():
             raise FluxError(errno.EINVAL, f"tbon.topo '{spec}': fanout must be an integer")
         return cls(size, int(arg))
@@ -61,6 +63,58 @@ class Topology:
         t = target
         while t > me:
             p = (t - 1) // self.k
+            if p == me:
+                return t
+            t = p
+        return None
+
+
+class CustomTopology(Topology):
+    """A tree given as each rank's parent (rank 0 has none), e.g. from a config file."""
+
+    def __init__(self, parents: list[int | None]):
+        size = len(parents)
+        if size < 1:
+            raise FluxError(errno.EINVAL, "instance size must be at least 1, not 0")
+        if parents[0] is not None:
+            raise FluxError(errno.EINVAL, "rank 0 cannot have a parent")
+        for r, p in enumerate(parents[1:], 1):
+            if p is None or not 0 <= p < size or p == r:
+                raise FluxError(errno.EINVAL, f"rank {r}: invalid parent {p}")
+        for r in range(size):  # every rank must reach rank 0 (no cycles)
+            seen, t = set(), r
+            while t:
+                if t in seen:
+                    raise FluxError(errno.EINVAL, f"rank {r}: its parents form a cycle")
+                seen.add(t)
+                t = parents[t]
+        self.size = size
+        self.k = 0
+        self.parents = list(parents)
+        self.kids: list[list[int]] = [[] for _ in range(size)]
+        for r, p in enumerate(parents[1:], 1):
+            self.kids[p].append(r)
+
+    def parent(self, rank: int) -> int | None:
+        return self.parents[rank]
+
+    def children(self, rank: int) -> list[int]:
+        return list(self.kids[rank])
+
+    def level(self, rank: int) -> int:
+        n = 0
+        while rank:
+            rank = self.parents[rank]
+            n += 1
+        return n
+
+    def maxlevel(self) -> int:
+        return max(self.level(r) for r in range(self.size))
+
+    def child_toward(self, me: int, target: int) -> int | None:
+        t = target
+        while t:
+            p = self.parents[t]
             if p == me:
                 return t
             t = p

@@ -12,7 +12,8 @@
 
 A bootstrap object has `method`, `rank`, `size`, `attrs` (broker attributes it
 sets: hostlist, tbon.endpoint, jobid, ...), `curve` (None, or {"public",
-"secret"[, "server_public"]} for the overlay's CURVE sockets) and may have
+"secret"[, "server_public"][, "allowed"]} for the overlay's CURVE sockets; with
+"allowed", a set of client public keys, the parent's ZAP handler refuses any other) and may have
 `async exchange(broker)`, which the overlay awaits after binding its socket and
 before connecting to its parent (PMI publishes the bound endpoint there and
 learns the parent's: `tbon.parent-endpoint` and curve["server_public"]).
@@ -44,7 +45,12 @@ def select(conf: dict, attrs: dict[str, str], boot_rank: int | None = None,
     """The bootstrap for this broker (see the module doc). Raises FluxError with a
     clear message when the chosen method fails."""
     if boot_rank is not None:
-        return Fixed("test", boot_rank, boot_size if boot_size is not None else 1)
+        test = Fixed("test", boot_rank, boot_size if boot_size is not None else 1)
+        # ipc:// and unencrypted unless a certificate is configured
+        from flux.core.broker.boot.config import load_curve
+
+        test.curve = load_curve(conf, attrs)
+        return test
     method = attrs.get("broker.boot-method")
     boot = conf.get("bootstrap") if isinstance(conf, dict) else None
     if method == "config" or (method is None and isinstance(boot, dict) and "hosts" in boot):
