@@ -460,8 +460,11 @@ class JobShell:
             handover = getattr(self.reporter, "handover", False)
             self.output_tail = await self.output.close(handover)
             if self.output_tail and not handover:
-                self.kvs_append("output", self.output_tail)
+                # stored before the finish report: exec then moves the namespace
+                fut = self.kvs_append("output", self.output_tail)
                 self.output_tail = b""
+                if fut is not None:
+                    await fut
         except Exception as exc:  # noqa: BLE001 - the job must still finish
             self.log_local(f"output: {exc!r}")
         try:

@@ -20,10 +20,12 @@ import argparse
 import asyncio
 import errno
 import os
+import signal
 import sys
 
 import orjson
 from flux.core.errors import FluxError
+from flux.core.message import ROLE_OWNER
 
 
 class StandaloneReporter:
@@ -42,7 +44,7 @@ class StandaloneReporter:
 
     def started(self, shell) -> None:
         self._write("start", {})
-        if shell.shell_rank == 0:
+        if shell.shell_rank == 0 and self.status_fd is None:  # else exec posts them
             from flux.shell.output import entry
 
             ctx = {"leader-rank": shell.info.ranks[0].rank, "size": shell.info.nnodes,
@@ -105,9 +107,10 @@ async def _job_data(conn, jobid: int) -> tuple[dict, dict, int]:
     from flux.core.job.fluid import encode_kvs
 
     try:
-        r = await conn.rpc("job-info.lookup", {"id": jobid, "keys": ["jobspec", "R", "eventlog"],
+        r = await conn.rpc("job-info.lookup", {"id": jobid, "keys": ["jobspec", "R"],
                                                "flags": 1})
-        events = r["eventlog"]
+        events = (await conn.rpc("job-info.lookup", {"id": jobid, "keys": ["eventlog"],
+                                                     "flags": 0}))["eventlog"]
         if isinstance(events, str):
             events = [orjson.loads(line) for line in events.splitlines() if line]
         userid = next((e["context"]["userid"] for e in events if e.get("name") == "submit"),
@@ -150,6 +153,9 @@ async def run(jobid: int, status_fd: int | None) -> int:
 
     def on_request(msg):
         shell = holder.get("shell")
+        if msg.userid != os.getuid() and not msg.rolemask & ROLE_OWNER:
+            conn.respond_error(msg, errno.EPERM, f"job {jobid}'s shell belongs to another user")
+            return
         if shell is not None and msg.topic == f"{shell.service}.stdin":
             import base64
 
@@ -168,6 +174,12 @@ async def run(jobid: int, status_fd: int | None) -> int:
                           await _attr(conn, "rundir"), await _attr(conn, "jobid-path", "/") or "/",
                           await _attr(conn, "hostname", os.uname().nodename) or os.uname().nodename)
     jobspec, R, userid = await _job_data(conn, jobid)
+    own_tmp = None
+    if not host.rundir or not os.access(host.rundir, os.W_OK):
+        # a guest's shell cannot write the owner's rundir: a private base of its own
+        import tempfile
+
+        host.rundir = own_tmp = tempfile.mkdtemp(prefix=f"flux-shell-{os.getuid()}-")
     reporter = StandaloneReporter(host, status_fd)
     ns = f"job-{jobid}"
     try:  # start the guest eventlogs if exec did not
@@ -184,8 +196,17 @@ async def run(jobid: int, status_fd: int | None) -> int:
     except FluxError:
         pass  # stdin only; the job still runs
     shell.start()
+    # signals from exec (through the IMP when we run as a guest) are for the tasks
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+                signal.SIGALRM, signal.SIGCONT):
+        loop.add_signal_handler(sig, shell.kill, sig)
     status = await reporter.done
     conn.close()
+    if own_tmp:
+        import shutil
+
+        shutil.rmtree(own_tmp, ignore_errors=True)
     return status >> 8
 
 

@@ -120,3 +120,72 @@ class ImpSetup:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SystemInstance:
+    """A one-broker multi-user instance run by the unprivileged user `owner`, started
+    from a TOML config (`flux start --conf=FILE`), with the IMP set up for `users`.
+    `inst.run(user, "flux", ...)` runs a command as that user with FLUX_URI set."""
+
+    def __init__(self, owner: str = "flux", users: tuple = ("alice", "bob"), size: int = 1,
+                 conf: dict | None = None, setattrs: tuple = ()):
+        self.imp = ImpSetup(owner=owner, users=users)
+        pw = pwd.getpwnam(owner)
+        self.rundir = os.path.join(self.imp.dir, "run")
+        os.makedirs(self.rundir, mode=0o755)
+        os.chown(self.rundir, pw.pw_uid, pw.pw_gid)
+        data = {"access": {"allow-guest-user": True},
+                "exec": {"imp": self.imp.path},
+                "sign": {"max-ttl": 3600,
+                         "keys": {u: user_keys(u) for u in users}}}
+        for k, v in (conf or {}).items():
+            data.setdefault(k, {}).update(v)
+        self.conf = os.path.join(self.imp.dir, "instance.toml")
+        with open(self.conf, "w") as f:
+            f.write(toml(data))
+        os.chmod(self.conf, 0o644)
+        cmd = [os.path.join(BIN, "flux"), "start", f"--test-size={size}", f"--rundir={self.rundir}",
+               f"--conf={self.conf}", *[f"-S{a}" for a in setattrs], "--", sys.executable, "-c",
+               "import os,sys; print(os.environ['FLUX_URI'], flush=True); sys.stdin.read()"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, cwd="/",
+                                     env=self.env_for(owner), user=pw.pw_uid, group=pw.pw_gid,
+                                     extra_groups=[])
+        self.uri = self.proc.stdout.readline().strip()
+        if not self.uri:
+            err = self.proc.stderr.read()
+            self.proc.wait()
+            self.imp.remove()
+            raise RuntimeError(f"instance failed to start: {err}")
+
+    @staticmethod
+    def env_for(user: str, **extra) -> dict:
+        pw = pwd.getpwnam(user)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FLUX_", "PYTHON"))}
+        env.update(HOME=pw.pw_dir, USER=user, LOGNAME=user,
+                   PATH=BIN + os.pathsep + os.environ.get("PATH", ""), **extra)
+        return env
+
+    def run(self, user: str, *args: str, input: str | None = None, timeout: float = 60,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+        """`args` run as `user` (its uid, gid, no other group), FLUX_URI set."""
+        pw = pwd.getpwnam(user)
+        e = self.env_for(user, FLUX_URI=self.uri, **(env or {}))
+        return subprocess.run(list(args), input=input, capture_output=True, text=True, env=e,
+                              timeout=timeout, cwd=pw.pw_dir, user=pw.pw_uid, group=pw.pw_gid,
+                              extra_groups=[])
+
+    def flux(self, user: str, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.run(user, os.path.join(BIN, "flux"), *args, **kw)
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr = self.proc.stderr.read()
+        self.imp.remove()
+        return self.proc.returncode

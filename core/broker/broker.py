@@ -55,6 +55,8 @@ class ClientService:
                 self.broker.send_response(msg.response(
                     errnum=errno.ENOSYS, errstr=f"No service matching {msg.topic} is registered"))
             return
+        if not msg.noresponse:  # answered with an error should the client go away first
+            client.answering[(tuple(msg.route), msg.matchtag)] = msg
         client.send(msg)
 
 
@@ -320,6 +322,10 @@ class Broker:
 
     def client_disconnected(self, client) -> None:
         self.clients.pop(client.id, None)
+        for m in client.answering.values():
+            self.send_response(m.response(errnum=errno.ENOSYS,
+                                          errstr=f"{m.topic}: the service's provider went away"))
+        client.answering.clear()
         for name in [n for n, h in self.services.items()
                      if isinstance(h, ClientService) and h.client_id == client.id]:
             del self.services[name]

@@ -18,6 +18,7 @@ from flux.core.message import (
     EVENT,
     FLAG_NORESPONSE,
     FLAG_ROUTE,
+    FLAG_STREAMING,
     FLAG_TOPIC,
     FLAG_UPSTREAM,
     PREAMBLE_SIZE,
@@ -64,6 +65,8 @@ class LocalClient(asyncio.Protocol):
         # `<service>.disconnect` when this client goes away
         self.used_services: set[tuple[str, int, int]] = set()
         self.provides: set[str] = set()  # services this client registered (service.add)
+        # requests sent to those services and not answered yet: (route, matchtag) -> request
+        self.answering: dict[tuple, Message] = {}
         self.userid = USERID_UNKNOWN
         self.rolemask = 0
         self.pid = 0
@@ -253,6 +256,8 @@ class LocalClient(asyncio.Protocol):
                 self.broker.log(5, f"client {self.id} (pid {self.pid}) sent a response "
                                    f"{msg.topic!r} but registered no service; dropped")
                 return
+            if self.answering and (msg.errnum or not msg.flags & FLAG_STREAMING):
+                self.answering.pop((tuple(msg.route), msg.matchtag), None)
             self.broker.send_response(msg)
         elif t == EVENT:
             # clients publish with event.publish; a raw event is refused

@@ -140,6 +140,12 @@ class ShellLauncher(Launcher):
         state.info = info
         state.ranks = [r.rank for r in info.ranks]
         kvs = self.broker.kvs
+        J = None
+        if job.userid != self.broker.owner:  # the IMP runs a guest's shell: it needs J
+            try:
+                J = kvs.lookup_value("primary", encode_kvs(job.id) + ".J").decode()
+            except FluxError as exc:
+                raise ValueError(f"cannot read the job's signed request J: {exc.strerror}") from None
         # in memory at once; the disk writes of this whole step share one KVS flush
         try:
             created = kvs.namespace_create_nowait(state.ns, owner=job.userid)
@@ -168,6 +174,8 @@ class ShellLauncher(Launcher):
             self._finalize(state)
             return
         payload = {"id": job.id, "userid": job.userid, "jobspec": job.jobspec, "R": job.R}
+        if J is not None:
+            payload["J"] = J
         state.sent = True
         for rank in state.ranks:
             state.streams[rank] = _Stream(self.broker, "job-shell.start", payload, rank,

@@ -6,6 +6,9 @@ The job shells of a rank live in one long-lived process, the shell server
 `job-shell.*` are forwarded to it unchanged, so its responses go straight back
 to the requester (exec on rank 0) along the request's route.
 
+Guests' jobs (multi-user) are not hosted: each runs its own `flux-shell` as the
+user through the IMP (core/exec/guest.py).
+
 This service also:
 - registers each running job's shell service name `<uid>-shell-<f58plain>`
   (SPEC 7.4) in the broker, forwarding its requests (`stdin`) to the server;
@@ -27,6 +30,7 @@ import sys
 
 from flux.core.broker.local import LocalClient
 from flux.core.broker.service import Service
+from flux.core.exec.guest import GuestShells
 from flux.core.hookspecs import hookimpl
 from flux.core.job.fluid import encode_f58plain
 from flux.core.message import RESPONSE, ROLE_OWNER, Message
@@ -66,6 +70,7 @@ class ShellHost(Service):
         self.services: dict[str, int] = {}  # job shell service name -> userid
         self.stopping = False
         self.nstarted = 0  # servers started (for stats)
+        self.guests = GuestShells(self)
 
     def topics(self) -> list[str]:
         return [self.name]
@@ -79,6 +84,12 @@ class ShellHost(Service):
             if not msg.rolemask & ROLE_OWNER:
                 self.respond_error(msg, errno.EPERM, f"{topic} is restricted to the instance owner")
                 return
+            if topic == "job-shell.kill":
+                p = msg.data() or {}
+                sig = p.get("signum", 15)
+                if isinstance(sig, int) and self.guests.kill(p.get("id"), sig):
+                    self.respond(msg, {})
+                    return
             if topic == "job-shell.stats":
                 self.respond(msg, self.stats())
                 return
@@ -87,7 +98,14 @@ class ShellHost(Service):
                     self.respond_error(msg, errno.ENOSYS, "the broker is shutting down")
                     return
                 try:
+                    p = msg.data()
+                    if p.get("userid", self.broker.owner) != self.broker.owner:
+                        self.guests.start(msg, p)  # run as the user, through the IMP
+                        return
                     self._track(msg)
+                except OSError as exc:
+                    self.respond_error(msg, exc.errno, exc.strerror)
+                    return
                 except (ValueError, TypeError, KeyError, AttributeError) as exc:
                     self.respond_error(msg, errno.EPROTO, f"malformed job-shell.start: {exc!r}")
                     return
@@ -220,6 +238,7 @@ class ShellHost(Service):
 
     async def stop(self) -> None:
         self.stopping = True
+        await self.guests.stop()
         if self.client is not None and self.client.transport is not None:
             self.client.transport.close()
         proc = self.proc

@@ -12,7 +12,7 @@ from flux.core.broker.service import Service, method, payload_of, require
 from flux.core.errors import FluxError
 from flux.core.message import ROLE_OWNER
 from flux.core.plugins import call_each, load_group
-from flux.core.security.sign import SignError, verify_none
+from flux.core.security.sign import SignError, Verifier
 
 FLAG_DEBUG, FLAG_WAITABLE, FLAG_NOVALIDATE = 2, 4, 8
 KNOWN_FLAGS = FLAG_DEBUG | FLAG_WAITABLE | FLAG_NOVALIDATE
@@ -29,6 +29,7 @@ class IngestService(Service):
             if not r.loaded and r.error != "disabled by config":
                 broker.log(3, f"ingest plugin {r.name} ({r.distribution}) failed to load: {r.error}")
         self.conf = broker.conf
+        self.verifier = Verifier(broker.conf)
 
     async def _run_hooks(self, hook: str, **kw) -> None:
         for name, result, exc in call_each(self.pm, hook, **kw):
@@ -59,7 +60,7 @@ class IngestService(Service):
         if flags & (FLAG_WAITABLE | FLAG_NOVALIDATE) and not owner:
             raise FluxError(errno.EPERM, "waitable and novalidate flags are for the instance owner")
         try:
-            _header, payload = verify_none(J, msg.userid)
+            payload = self.verifier.verify(J, msg.userid, owner)
         except SignError as exc:
             raise FluxError(errno.EPERM, str(exc)) from None
         try:

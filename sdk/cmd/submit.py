@@ -85,8 +85,7 @@ class SubmitCmd:
     # ------------------------------------------------------------ queueing
     def add_jobs(self, args: Any, jobspec_create=jobopts.jobspec_create) -> None:
         """Queue one job (or one per --cc/--bcc id) built from `args`."""
-        from flux.core.security.sign import wrap_none
-        from flux.job.submit import _jobspec_bytes, _userid
+        from flux.job.submit import _jobspec_bytes, _userid, sign_jobspec
 
         cclist = self.cc_list(args)
         copies = cclist != [None]
@@ -99,7 +98,8 @@ class SubmitCmd:
             raise SystemExit(0)
         if getattr(args, "input", None) and jobopts._is_idset(args.input):
             raise ValueError("per-task input not supported for submit")
-        uid = _userid(self.handle())
+        h = self.handle()
+        uid = _userid(h)
         if not copies or jobopts.needs_substitution(args):
             for cc in cclist:
                 xargs = jobopts.Xcmd(args, cc=cc) if copies else args
@@ -108,7 +108,7 @@ class SubmitCmd:
                     js.environment["FLUX_JOB_CC"] = str(cc)
                 urgency, flags = self.submit_params(xargs)
                 self._streams(xargs)
-                self.items.append((xargs, wrap_none(_jobspec_bytes(js), uid), urgency, flags,
+                self.items.append((xargs, sign_jobspec(h, _jobspec_bytes(js), uid), urgency, flags,
                                    f"cc={cc}: " if copies else ""))
             return
         # copies differing only in FLUX_JOB_CC: encode the jobspec once
@@ -116,7 +116,7 @@ class SubmitCmd:
         urgency, flags = self.submit_params(args)
         self._streams(args)
         if args.bcc:
-            J = wrap_none(js.dumps().encode(), uid)
+            J = sign_jobspec(h, js.dumps().encode(), uid)
             self.items.extend((args, J, urgency, flags, f"cc={cc}: ") for cc in cclist)
             return
         js.environment["FLUX_JOB_CC"] = CC_PLACEHOLDER
@@ -125,7 +125,7 @@ class SubmitCmd:
             raise ValueError(f"jobspec must not contain '{CC_PLACEHOLDER}'")
         head, _, tail = text.partition(CC_PLACEHOLDER.encode())
         for cc in cclist:
-            J = wrap_none(head + str(cc).encode() + tail, uid)
+            J = sign_jobspec(h, head + str(cc).encode() + tail, uid)
             self.items.append((args, J, urgency, flags, f"cc={cc}: "))
 
     # ------------------------------------------------------------ sending

@@ -1,9 +1,12 @@
 """Job submission (SPEC 7.1): :func:`submit`, :func:`submit_async`, and the batch form
 :func:`submit_batch_async` used by ``flux submit --cc``.
 
-The jobspec is signed here (mechanism ``none``: the instance checks that the signer is
-the connected user) and sent to ``job-ingest.submit``, which answers with the job id
-once the job is stored.  Kept light: nothing here imports the jobspec classes.
+The jobspec is signed here and sent to ``job-ingest.submit``, which answers with the job
+id once the job is stored.  The instance owner signs with mechanism ``none`` (the
+instance checks that the signer is the connected user); any other user of a
+multi-user instance signs with ``ed25519`` and the key made by ``flux keygen --user``
+(``~/.flux/curve/sig``), which the instance and the IMP verify (docs/multiuser.md).
+Kept light: nothing here imports the jobspec classes.
 """
 
 from __future__ import annotations
@@ -65,6 +68,47 @@ def _jobspec_bytes(jobspec: Any) -> bytes:
     raise TypeError(f"jobspec must be a Jobspec, str, bytes or dict, not {type(jobspec).__name__}")
 
 
+def user_key_path() -> str:
+    """The private signing key of the calling user: ~/.flux/curve/sig (home from passwd)."""
+    import pwd
+
+    return os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".flux", "curve", "sig")
+
+
+def _instance_owner(flux_handle: Flux) -> int:
+    import socket
+    import struct
+
+    try:  # the broker at the other end of the socket runs as the owner
+        cred = flux_handle.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        return struct.unpack("3i", cred)[1]
+    except (AttributeError, OSError):
+        return int(flux_handle.attr_get("security.owner"))
+
+
+def sign_jobspec(flux_handle: Flux, payload: bytes, userid: int) -> str:
+    """J of a jobspec: ``none`` for the instance owner (or a user without a key, whom a
+    multi-user instance then refuses with a clear message), else ``ed25519``."""
+    aux = getattr(flux_handle, "aux", {})
+    key = aux.get("flux::sign-key", False)
+    if key is False:
+        key = None
+        path = user_key_path()
+        if os.getuid() != _instance_owner(flux_handle) and os.path.exists(path):
+            from flux.imp.sign import SignError, load_private_key
+
+            try:
+                key = load_private_key(path)
+            except (OSError, SignError) as exc:
+                raise OSError(errno.EPERM, f"cannot sign the job: {exc}") from None
+        aux["flux::sign-key"] = key
+    if key is None:
+        return wrap_none(payload, userid)
+    from flux.imp.sign import sign
+
+    return sign(payload, userid, key)
+
+
 def _userid(flux_handle: Flux) -> int:
     cred = getattr(flux_handle, "_cred", None)  # FLUX_HANDLE_USERID testing override
     return cred[0] if cred else os.getuid()
@@ -93,7 +137,7 @@ def _request(flux_handle: Flux, jobspec: Any, urgency: int, flags: int, pre_sign
         if not isinstance(J, str):
             raise TypeError("a pre-signed jobspec must be a str or bytes")
     else:
-        J = wrap_none(_jobspec_bytes(jobspec), _userid(flux_handle))
+        J = sign_jobspec(flux_handle, _jobspec_bytes(jobspec), _userid(flux_handle))
     return {"J": J, "urgency": _check_urgency(urgency), "flags": flags}
 
 
