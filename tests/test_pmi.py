@@ -256,13 +256,28 @@ def test_nested_two_broker_instance(make_instance):
     inst = make_instance(2)
     r = inst.flux("run", "-N2", "-n2", "flux", "start", "sh", "-c",
                   "flux getattr size; flux getattr broker.boot-method; flux getattr jobid;"
-                  " flux getattr instance-level; flux run -N2 -n2 hostname | wc -l",
+                  " flux getattr instance-level; flux run -N2 -n2 hostname | wc -l;"
+                  " flux getattr tbon.endpoint; env | grep -c ^PMI_ || true",
                   timeout=120)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.split()
     assert lines[0] == "2" and lines[1] == "simple"
     assert lines[2].startswith(("ƒ", "f")) and lines[3] == "1"
     assert lines[4] == "2"
+    # two nodes in the PMI process mapping: tcp (CURVE) endpoints
+    assert lines[5].startswith("tcp://")
+    assert lines[6] == "0"  # the initial program is no PMI task
+
+
+def test_nested_one_node_uses_ipc(make_instance):
+    inst = wide(make_instance)
+    r = inst.flux("run", "-n3", "flux", "start", "sh", "-c",
+                  "flux getattr size; flux getattr tbon.endpoint; flux overlay status",
+                  timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.split("\n")
+    assert out[0] == "3" and out[1].startswith("ipc://")
+    assert "full" in out[2] and out[3].count("full") == 1 and out[4].count("full") == 1
 
 
 def test_nested_via_from_nest_command(make_instance):

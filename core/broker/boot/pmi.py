@@ -24,7 +24,6 @@ ever sent.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import socket
@@ -206,13 +205,18 @@ class PMIBootstrap:
             import zmq
 
             pub, sec = zmq.curve_keypair()
-            self.curve = {"public": pub, "secret": sec}
+            # "allowed" is filled with the children's public keys by the exchange:
+            # the overlay's ZAP handler admits those and no other
+            self.curve = {"public": pub, "secret": sec, "allowed": set()}
         self.init_time = time.monotonic() - t0
 
     async def exchange(self, broker) -> None:
-        """After the overlay bound its socket: publish it, learn the parent's."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._exchange, broker)
+        """After the overlay bound its socket: publish it, learn the parent's.
+
+        Deliberately blocking (as flux-core's bootstrap, before its reactor runs):
+        until the children's keys are known, the ZAP requests of children that
+        connect early must wait unanswered in the ZAP socket, not be refused."""
+        self._exchange(broker)
 
     def _exchange(self, broker) -> None:
         from flux.core.util.hostlist import encode
@@ -236,6 +240,8 @@ class PMIBootstrap:
                     raise PMIError(errno.EPROTO, f"PMI: rank {r} published no business card")
                 puri, phex, phost = (card.split(",", 2) + ["", ""])[:3]
                 hosts.append(phost)
+                if self.curve is not None and phex != "-" and broker.topo.parent(r) == rank:
+                    self.curve["allowed"].add(_hex_to_z85(phex))
                 if r == parent:
                     if puri == "-":
                         raise PMIError(errno.EPROTO, f"PMI: parent rank {r} has no endpoint")
