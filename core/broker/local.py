@@ -89,6 +89,14 @@ class LocalClient(asyncio.Protocol):
             self.closed = True
             self.broker.log(5, f"refused connection from uid {self.userid}: guests are not allowed")
             return
+        if not role & ROLE_OWNER and not self.connector.count(self.userid, 1):
+            transport.write(bytes([errno.EAGAIN]))
+            transport.close()
+            self.closed = True
+            self.broker.log(4, f"refused connection from uid {self.userid}: it already has "
+                               f"{self.connector.max_user_connections} connections "
+                               f"(access.max-user-connections)")
+            return
         self.rolemask = role | ROLE_LOCAL
         transport.write(b"\0")
         self.broker.client_connected(self)
@@ -96,6 +104,8 @@ class LocalClient(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         if not self.closed:
             self.closed = True
+            if self.rolemask and not self.rolemask & ROLE_OWNER:
+                self.connector.count(self.userid, -1)
             self.broker.client_disconnected(self)
 
     def send(self, msg: Message) -> None:
@@ -271,6 +281,21 @@ class LocalConnector:
         self.server: asyncio.AbstractServer | None = None
         self.path = ""
         self.max_message_size = broker.attrs.get_int("broker.max-message-size", 256 << 20)
+        # a guest cannot exhaust the broker's descriptors: connections per guest uid
+        self.max_user_connections = broker.conf.get("access", {}).get("max-user-connections",
+                                                                       256)
+        self.connections: dict[int, int] = {}
+
+    def count(self, uid: int, delta: int) -> bool:
+        """Count a guest's connection in (1) or out (-1); False if over the limit."""
+        n = self.connections.get(uid, 0) + delta
+        if delta > 0 and n > self.max_user_connections:
+            return False
+        if n:
+            self.connections[uid] = n
+        else:
+            self.connections.pop(uid, None)
+        return True
 
     def role_for(self, uid: int) -> int:
         if uid == self.broker.owner:
