@@ -1,0 +1,878 @@
+"""The resource graph: vertices, subsystems, aggregates, planners, and the operations
+a scheduler needs (allocate, reserve, free, drain, add, remove, check).
+
+The networkx DiGraph `g` holds every vertex (the Vertex objects are its nodes) and
+every edge, with the edge attribute `subsystem` ("containment", "storage", ...).
+The containment tree is mirrored on the vertices (parent/kids) for the walk.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+import networkx as nx
+from flux.core.resource.graph import writers
+from flux.core.resource.graph.match import FUTURE, NOW, SAT, Walk, window
+from flux.core.resource.graph.planner import Planner
+from flux.core.resource.graph.policy import MatchPolicy, parse_custom
+from flux.core.resource.graph.request import ReqNode, Request
+from flux.core.resource.graph.vertex import Vertex
+from flux.core.util import idset as _idset
+
+CONTAINMENT = "containment"
+#: vertex types that get per-type planners (pruning over time), besides the root
+PLANNED_TYPES = frozenset(("node",))
+
+
+class MatchError(Exception):
+    """A scheduling operation that cannot be done as asked (the message says why)."""
+
+
+class InconsistentGraph(AssertionError):
+    """check() found planners or aggregates that disagree with the allocations."""
+
+
+@attrs.define(eq=False, repr=False)
+class Allocation:
+    """Resources held by one job, now (reserved=False) or from `starttime` (reserved)."""
+
+    jobid: int
+    starttime: float
+    expiration: float  # 0.0: unlimited
+    reserved: bool
+    units: dict  # pool vertex -> amount held
+    exclusive: list  # vertices held whole
+    nslots: int
+    graph: Any
+    end: float = math.inf  # planner end (inf when unlimited)
+    spans: list = attrs.Factory(list)  # (planner, span id, leaf or None)
+
+    def to_rv1(self, scheduling: bool = True) -> dict:
+        """R version 1 for this allocation, with the matched subgraph as JGF under
+        `scheduling` (so a child instance can rebuild exactly these resources)."""
+        return writers.alloc_rv1(self, scheduling)
+
+    def ranks(self) -> list[int]:
+        return sorted({u.rank for u in self.units if u.rank >= 0})
+
+    def count(self, type: str) -> int:
+        return sum(a for u, a in self.units.items() if u.type == type)
+
+    @property
+    def nnodes(self) -> int:
+        return len(self.ranks())
+
+    @property
+    def ncores(self) -> int:
+        return self.count("core")
+
+    @property
+    def ngpus(self) -> int:
+        return self.count("gpu")
+
+    def __repr__(self) -> str:
+        kind = "reservation" if self.reserved else "allocation"
+        return (f"<{kind} job={self.jobid} t={self.starttime:g} nodes={self.nnodes}"
+                f" cores={self.ncores} gpus={self.ngpus}>")
+
+
+class ResourceGraph:
+    def __init__(self) -> None:
+        self.g = nx.DiGraph()
+        self.root: Vertex | None = None
+        self._next_uid = 0
+        self.by_rank: dict[int, Vertex] = {}
+        self.jobs: dict[int, Allocation] = {}
+        self.policy: MatchPolicy = MatchPolicy()
+        self.prune = True
+        self.starttime = 0.0
+        self.expiration = 0.0
+        self._ndown = 0
+        self._nresv = 0
+        self._gen = 0
+        self._leaf_types: set[str] = set()
+        self._linked_types: frozenset[str] = frozenset()
+        self._contained_types: frozenset[str] = frozenset()
+        self._prunable: frozenset[str] = frozenset()
+        self._topv: Vertex | None = None
+        self._index: dict[Vertex, dict] = {}
+        self.mstats = {"attempts": 0, "succeeded": 0, "failed": 0, "reserved": 0,
+                       "time_total": 0.0, "time_max": 0.0}
+
+    # ================================================================ loading
+    @classmethod
+    def load(cls, reader_name: str, data: Any) -> ResourceGraph:
+        """Build a graph with the `flux.resource_reader` driver `reader_name`."""
+        from flux.core.plugins import load_driver
+
+        reader = load_driver("flux.resource_reader", reader_name)
+        g = reader(data)
+        if not isinstance(g, ResourceGraph):
+            raise TypeError(f"resource reader '{reader_name}' returned {type(g).__name__},"
+                            " not a ResourceGraph")
+        return g
+
+    @classmethod
+    def from_rv1(cls, R: Any) -> ResourceGraph:
+        from flux.core.resource.graph.readers.rv1 import read
+
+        return read(R)
+
+    # ============================================================ construction
+    def add_vertex(self, parent: Vertex | None, type: str, *, id: int | None = None,
+                   name: str | None = None, basename: str | None = None, rank: int | None = None,
+                   size: int = 1, unit: str = "", properties: dict | None = None) -> Vertex:
+        """Add a vertex under `parent` in containment (None: the root). Call finalize()
+        (or attach()) once a batch of vertices is in."""
+        if not isinstance(type, str) or not type:
+            raise ValueError("a vertex type must be a non-empty string")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(f"vertex size must be an integer >= 0, not {size!r}")
+        if parent is None and self.root is not None:
+            raise ValueError("the graph already has a root; give a parent")
+        uid = self._next_uid
+        self._next_uid += 1
+        base = basename or type
+        vid = uid if id is None else id
+        if rank is None:
+            rank = parent.rank if parent is not None else -1
+        v = Vertex(uid, type, base, name or f"{base}{vid}", vid, rank, size, unit,
+                   dict(properties) if properties else None)
+        self.g.add_node(v)
+        if parent is None:
+            self.root = v
+        else:
+            v.parent = parent
+            v.depth = parent.depth + 1
+            parent.kids.append(v)
+            self.g.add_edge(parent, v, subsystem=CONTAINMENT)
+        if type == "node":
+            v.node = v
+        elif parent is not None:
+            v.node = parent.node
+        return v
+
+    def link(self, src: Vertex, dst: Vertex, subsystem: str) -> None:
+        """An edge in another subsystem (src can use dst: e.g. node -> storage)."""
+        if subsystem == CONTAINMENT:
+            raise ValueError("use add_vertex for containment edges")
+        self.g.add_edge(src, dst, subsystem=subsystem)
+        src.links.append(dst)
+
+    def finalize(self) -> ResourceGraph:
+        """Compute totals, aggregates and planners after construction."""
+        if self.root is None:
+            raise ValueError("the resource graph is empty")
+        self._recompute(self.root, False, store=True)
+        self._refresh_types()
+        for v in self.root.walk():
+            if v.type == "node" and v.rank >= 0:
+                if v.rank in self.by_rank and self.by_rank[v.rank] is not v:
+                    raise ValueError(f"rank {v.rank} appears on two nodes"
+                                     f" ({self.by_rank[v.rank].name}, {v.name})")
+                self.by_rank[v.rank] = v
+            self._init_plans(v)
+        self._sort_kids(self.root)
+        return self
+
+    def _init_plans(self, v: Vertex) -> None:
+        if v.kids and (v.type in PLANNED_TYPES or v is self.root):
+            v.plans = {t: Planner(n) for t, n in v.total.items() if t in self._leaf_types}
+
+    def _refresh_types(self) -> None:
+        leaf, linked, allt = set(), set(), set()
+        for v in self.g:
+            allt.add(v.type)
+            if not v.kids:
+                leaf.add(v.type)
+        for _a, b, sub in self.g.edges(data="subsystem"):
+            if sub != CONTAINMENT:
+                linked.add(b.type)
+        self._leaf_types = leaf
+        self._linked_types = frozenset(linked)
+        self._contained_types = frozenset(allt - linked)
+        self._prunable = frozenset(allt - linked)
+        self._gen += 1
+        self._topv = None
+        self._index.clear()
+
+    def _recompute(self, v: Vertex, eff_down: bool, store: bool) -> tuple[dict, dict, int]:
+        """(total, free, used) of v's subtree from its leaves; stored if `store`."""
+        down = eff_down or v.down
+        if not v.kids:
+            total = {v.type: v.size}
+            free = {} if down else {v.type: v.size - v.used}
+            if store:
+                v.total = total
+            return total, free, v.used
+        total: dict[str, int] = {v.type: 1}
+        free: dict[str, int] = {v.type: 0}
+        used = 0
+        for k in v.kids:
+            t2, f2, u2 = self._recompute(k, down, store)
+            used += u2
+            for t, n in t2.items():
+                total[t] = total.get(t, 0) + n
+            for t, n in f2.items():
+                free[t] = free.get(t, 0) + n
+        if not down and used == 0:
+            free[v.type] += 1
+        for t in total:
+            free.setdefault(t, 0)
+        if store:
+            v.total, v.free, v.used = total, free, used
+        return total, free, used
+
+    def _sort_kids(self, start: Vertex) -> None:
+        key = self.policy.sort_key
+        for v in start.walk():
+            if len(v.kids) > 1:
+                probe = key(v.kids[0])
+                if probe is None:
+                    v.kids.sort(key=lambda u: u.uid)
+                else:
+                    v.kids.sort(key=lambda u: (key(u), u.uid))
+
+    def _top(self) -> Vertex:
+        """A virtual parent of the root, so a request may name the root's own type."""
+        t = self._topv
+        if t is None or t.kids[0] is not self.root:
+            t = Vertex(-1, "", "", "", -1)
+            t.kids = [self.root]
+            t.total = self.root.total
+            t.free = self.root.free
+            t.plans = self.root.plans
+            self._topv = t
+        t.free = self.root.free
+        return t
+
+    # ================================================================ policy
+    def set_policy(self, policy: Any) -> None:
+        """A match-policy driver instance, or its name (or Fluxion's custom form
+        'policy=low node_exclusive=true'). An unknown name raises LookupError listing
+        the installed ones."""
+        if isinstance(policy, str):
+            policy = load_policy(policy)
+        if not isinstance(policy, MatchPolicy):
+            for attr in ("sort_key", "order", "attempts"):
+                if not callable(getattr(policy, attr, None)):
+                    raise TypeError(f"match policy {policy!r} has no {attr}() method")
+        self.policy = policy
+        if self.root is not None:
+            self._sort_kids(self.root)
+
+    # ============================================================== matching
+    def _need_of(self, req: ReqNode) -> tuple:
+        d = self._unit_need(req)
+        return tuple((t, n) for t, n in d.items() if n > 0 and t in self._prunable)
+
+    def _unit_need(self, req: ReqNode) -> dict[str, int]:
+        if req.type != "slot" and req.type in self._leaf_types:
+            return {req.type: 1}
+        d: dict[str, int] = {}
+        if req.type != "slot" and req.exclusive:
+            d[req.type] = 1
+        for c in req.children:
+            for t, n in self._unit_need(c).items():
+                d[t] = d.get(t, 0) + n * c.lo
+        return d
+
+    def _run(self, request: Request, mode: int, t: float, duration: float) -> Walk | None:
+        cons = request.constraint
+        for extra in self.policy.attempts(self, request):
+            if cons is not None and extra is not None:
+                def filt(v, a=cons, b=extra):
+                    return a(v) and b(v)
+            else:
+                filt = cons if extra is None else extra
+            w = Walk(self, mode, t, duration, filt)
+            if w.match(request):
+                return w
+        return None
+
+    def _request(self, req: Any) -> Request:
+        if isinstance(req, Request):
+            return req
+        if isinstance(req, dict):
+            return Request.from_jobspec(req)
+        raise TypeError(f"expected a Request or a jobspec dict, not {type(req).__name__}")
+
+    def _check_jobid(self, jobid: int) -> None:
+        if jobid in self.jobs:
+            kind = "a reservation" if self.jobs[jobid].reserved else "an allocation"
+            raise MatchError(f"job {jobid} already holds {kind}")
+
+    def allocate(self, req: Request | dict, jobid: int, now: float,
+                 duration: float | None = None) -> Allocation | None:
+        """Resources for `jobid` from `now` for `duration` seconds (None: the request's
+        own; 0 or inf: unlimited), or None if the request cannot start now."""
+        req = self._request(req)
+        self._check_jobid(jobid)
+        if duration is None:
+            duration = req.duration
+        start, d = window(now, duration)
+        t0 = time.perf_counter()
+        w = self._run(req, NOW, start, d)
+        self._account(t0, w is not None)
+        if w is None:
+            return None
+        return self._commit(w, jobid, start, d, reserved=False)
+
+    def reserve(self, req: Request | dict, jobid: int, now: float,
+                duration: float | None = None) -> Allocation | None:
+        """Hold resources for `jobid` from the earliest time >= now they are free for
+        `duration`; None if that never happens (the request cannot fit the graph)."""
+        req = self._request(req)
+        self._check_jobid(jobid)
+        if duration is None:
+            duration = req.duration
+        start, d = window(now, duration)
+        t0 = time.perf_counter()
+        w = None
+        for t in self._candidate_times(req, start, d):
+            w = self._run(req, FUTURE, t, d)
+            if w is not None:
+                start = t
+                break
+        self._account(t0, w is not None)
+        if w is None:
+            return None
+        self.mstats["reserved"] += 1
+        return self._commit(w, jobid, start, d, reserved=True)
+
+    def _candidate_times(self, req: Request, now: float, d: float) -> Iterable[float]:
+        """now, then each time a span ends, skipping times at which the root's planners
+        show too few units of a needed type."""
+        root = self.root
+        need = {t: n for t, n in req.counts().items() if root.plans and t in root.plans}
+        ends = {now}
+        for job in self.jobs.values():
+            if now < job.end < math.inf:
+                ends.add(job.end)
+        for t in sorted(ends):
+            if all(root.plans[ty].avail_during(t, d) >= n for ty, n in need.items()):
+                yield t
+
+    def satisfiable(self, req: Request | dict) -> tuple[bool, str]:
+        """Could the request ever be met by this graph (ignoring use and drained state)?
+        (True, "") or (False, reason)."""
+        try:
+            req = self._request(req)
+        except ValueError as exc:
+            return False, str(exc)
+        root = self.root
+        for t, n in req.counts().items():
+            have = root.total.get(t, 0) if t in self._contained_types else sum(
+                v.size for v in self.g if v.type == t)
+            if n > have:
+                return False, (f"requested {n} {t}{'s' if n != 1 else ''} but the resource"
+                               f" graph has {'only ' if have else ''}{have}")
+        if req.constraint is not None and not any(req.constraint(v) for v in self.by_rank.values()):
+            return False, "no node matches the job's constraints"
+        if self._run(req, SAT, 0.0, math.inf) is None:
+            return False, f"no set of resources in the graph has the shape requested ({_shape(req)})"
+        return True, ""
+
+    def _account(self, t0: float, ok: bool) -> None:
+        dt = time.perf_counter() - t0
+        m = self.mstats
+        m["attempts"] += 1
+        m["succeeded" if ok else "failed"] += 1
+        m["time_total"] += dt
+        if dt > m["time_max"]:
+            m["time_max"] = dt
+
+    def _commit(self, w: Walk, jobid: int, start: float, d: float, reserved: bool) -> Allocation:
+        units, excl, nslots = w.units()
+        end = start + d
+        if math.isinf(d):
+            expiration = self.expiration if self.expiration > start else 0.0
+        else:
+            expiration = end
+        spans: list = []
+        per_node: dict[tuple[Vertex, str], int] = {}
+        per_type: dict[str, int] = {}
+        for leaf, amt in units.items():
+            p = leaf.plan
+            if p is None:
+                p = leaf.plan = Planner(leaf.size)
+            spans.append((p, p.add_span(start, end, amt), leaf))
+            node = leaf.node
+            if node is not None and node.plans is not None:
+                key = (node, leaf.type)
+                per_node[key] = per_node.get(key, 0) + amt
+            per_type[leaf.type] = per_type.get(leaf.type, 0) + amt
+        for (node, ty), amt in per_node.items():
+            p = node.plans.get(ty)
+            if p is not None:
+                spans.append((p, p.add_span(start, end, amt), node))
+        rplans = self.root.plans or {}
+        for ty, amt in per_type.items():
+            p = rplans.get(ty)
+            if p is not None:
+                spans.append((p, p.add_span(start, end, amt), None))
+        alloc = Allocation(jobid, start, expiration, reserved, units, excl, nslots, self,
+                           end, spans)
+        self.jobs[jobid] = alloc
+        if reserved:
+            self._nresv += 1
+        return alloc
+
+    # ============================================================ releasing
+    def free(self, jobid: int, ranks: Iterable[int] | str | None = None) -> None:
+        """Release a job's allocation or reservation (only `ranks` of it, if given)."""
+        alloc = self.jobs.get(jobid)
+        if alloc is None:
+            raise MatchError(f"job {jobid} holds no resources")
+        if ranks is not None:
+            keep = _ranks(ranks)
+            if set(alloc.ranks()) - keep:
+                self._free_part(alloc, keep)
+                return
+        del self.jobs[jobid]
+        for p, sid, _v in alloc.spans:
+            p.rem_span(sid)
+        if alloc.reserved:
+            self._nresv -= 1
+        else:
+            for leaf, amt in alloc.units.items():
+                self._apply(leaf, -amt)
+
+    def _free_part(self, alloc: Allocation, ranks: set[int]) -> None:
+        gone = [u for u in alloc.units if u.rank in ranks]
+        if not gone:
+            return
+        gone_set = set(gone)
+        per_type: dict[str, int] = {}
+        keep_spans = []
+        for p, sid, v in alloc.spans:
+            if v is None:
+                keep_spans.append((p, sid, v))
+            elif v in gone_set or (v.type == "node" and v.rank in ranks):
+                p.rem_span(sid)
+                if v in gone_set:
+                    per_type[v.type] = per_type.get(v.type, 0) + alloc.units[v]
+            else:
+                keep_spans.append((p, sid, v))
+        final = []
+        for p, sid, v in keep_spans:
+            if v is None:  # a root planner span: shrink it by what was released
+                s, e, a = p.spans[sid]
+                ty = next((t for t, q in self.root.plans.items() if q is p), None)
+                left = a - per_type.get(ty, 0)
+                p.rem_span(sid)
+                if left > 0:
+                    final.append((p, p.add_span(s, e, left), None))
+            else:
+                final.append((p, sid, v))
+        alloc.spans = final
+        for u in gone:
+            amt = alloc.units.pop(u)
+            if not alloc.reserved:
+                self._apply(u, -amt)
+        alloc.exclusive = [v for v in alloc.exclusive if v.rank not in ranks]
+        if not alloc.units:
+            self.free(alloc.jobid)
+
+    def unreserve(self, jobid: int) -> None:
+        a = self.jobs.get(jobid)
+        if a is not None and a.reserved:
+            self.free(jobid)
+
+    def unreserve_all(self) -> None:
+        for jobid in [j for j, a in self.jobs.items() if a.reserved]:
+            self.free(jobid)
+
+    def claim(self, jobid: int, R: dict, now: float | None = None) -> Allocation:
+        """Mark the resources of an existing job's R as allocated (a scheduler restarting
+        or told of running jobs at hello). ValueError if R names resources that are not
+        in the graph or already held."""
+        from flux.core.resource.rv1 import ResourceSet
+
+        self._check_jobid(jobid)
+        rs = ResourceSet.from_dict(R)
+        units: dict[Vertex, int] = {}
+        for r, rk in rs.ranks.items():
+            node = self.by_rank.get(r)
+            if node is None:
+                raise ValueError(f"job {jobid}: R names rank {r}, which is not in the graph")
+            idx = self._leaf_index(node)
+            for ty, ids in (("core", rk.cores), ("gpu", rk.gpus)):
+                for i in ids:
+                    leaf = idx.get((ty, i))
+                    if leaf is None:
+                        raise ValueError(f"job {jobid}: R names {ty}{i} on rank {r},"
+                                         " which is not in the graph")
+                    if leaf.used >= leaf.size:
+                        raise ValueError(f"job {jobid}: {ty}{i} on rank {r} is already allocated")
+                    units[leaf] = leaf.size - leaf.used
+        start = rs.starttime or (now if now is not None else time.time())
+        d = (rs.expiration - start) if rs.expiration > start else math.inf
+        w = Walk(self, SAT, start, d)
+        for leaf, amt in units.items():
+            self._apply(leaf, amt)
+            w.log.append((leaf, amt))
+        w.mode = NOW  # units already applied; _commit only adds spans
+        alloc = self._commit(w, jobid, start, d, reserved=False)
+        alloc.nslots = rs.nslots or 0
+        return alloc
+
+    def _leaf_index(self, node: Vertex) -> dict:
+        idx = self._index.get(node)
+        if idx is None:
+            idx = {(v.type, v.id): v for v in node.leaves()}
+            self._index[node] = idx
+        return idx
+
+    # ==================================================== aggregates (slow path)
+    def _eff_down(self, v: Vertex) -> bool:
+        while v is not None:
+            if v.down:
+                return True
+            v = v.parent
+        return False
+
+    def _apply(self, leaf: Vertex, amt: int) -> None:
+        """Change a pool vertex's use by amt (+ allocate, - free), whatever is drained."""
+        path = []
+        v = leaf
+        while v is not None:
+            path.append(v)
+            v = v.parent
+        hi = -1
+        for i, v in enumerate(path):
+            if v.down:
+                hi = i
+        t = leaf.type
+        leaf_live = hi < 0
+        for i, v in enumerate(path):
+            old = v.used
+            v.used = old + amt
+            if i == 0:
+                continue
+            if i > hi:  # v is up
+                if leaf_live:
+                    v.free[t] -= amt
+                flip = -1 if (old == 0 and v.used) else (1 if (old and v.used == 0) else 0)
+                if flip:
+                    vt = v.type
+                    for w in path[i:]:
+                        w.free[vt] += flip
+
+    # ========================================================= run-time changes
+    def _nodes_of(self, ranks: Any) -> list[Vertex]:
+        rs = _ranks(ranks)
+        missing = sorted(r for r in rs if r not in self.by_rank)
+        if missing:
+            raise ValueError(f"rank(s) {_idset.encode(missing)} not in the resource graph")
+        return [self.by_rank[r] for r in sorted(rs)]
+
+    def drain(self, ranks: Any) -> None:
+        """Take nodes out of scheduling (running jobs keep what they hold)."""
+        for v in self._nodes_of(ranks):
+            self.set_down(v, True)
+
+    def undrain(self, ranks: Any) -> None:
+        for v in self._nodes_of(ranks):
+            self.set_down(v, False)
+
+    def set_down(self, v: Vertex, down: bool) -> None:
+        if v.down == down:
+            return
+        above = self._eff_down(v.parent) if v.parent is not None else False
+        if down:
+            if not above:
+                self._adjust_ancestors(v, v.free, -1)
+            v.down = True
+            self._ndown += 1
+            self._recompute(v, True, store=True)
+        else:
+            v.down = False
+            self._ndown -= 1
+            self._recompute(v, above, store=True)
+            if not above:
+                self._adjust_ancestors(v, v.free, +1)
+
+    def _adjust_ancestors(self, v: Vertex, delta: dict, sign: int) -> None:
+        for a in v.ancestors():
+            f = a.free
+            for t, n in delta.items():
+                f[t] = f.get(t, 0) + sign * n
+
+    def add(self, other: ResourceGraph | dict) -> list[int]:
+        """Graft another graph's (or R's) nodes under this graph's root; returns the
+        ranks added. ValueError if a rank or vertex name is already here."""
+        if isinstance(other, dict):
+            other = ResourceGraph.from_rv1(other)
+        if not isinstance(other, ResourceGraph) or other.root is None:
+            raise TypeError("add() takes a ResourceGraph or an R dict")
+        dup = sorted(set(other.by_rank) & set(self.by_rank))
+        if dup:
+            raise ValueError(f"rank(s) {_idset.encode(dup)} are already in the resource graph")
+        if other.jobs:
+            raise ValueError("cannot add a graph that holds allocations")
+        # graft the other root's children (or the root itself if it is not a cluster)
+        tops = other.root.kids if other.root.type == self.root.type else [other.root]
+        added = []
+        mapping: dict[Vertex, Vertex] = {}
+        for top in tops:
+            added.extend(self._graft(top, self.root, mapping))
+        for a, b, sub in other.g.edges(data="subsystem"):
+            if sub != CONTAINMENT and a in mapping and b in mapping:
+                self.link(mapping[a], mapping[b], sub)
+        for top in tops:
+            nv = mapping[top]
+            self._recompute(nv, self._eff_down(self.root), store=True)
+            for a in nv.ancestors():
+                for t, n in nv.total.items():
+                    a.total[t] = a.total.get(t, 0) + n
+                    a.free.setdefault(t, 0)
+            if not self._eff_down(self.root):
+                self._adjust_ancestors(nv, nv.free, +1)
+        self._refresh_types()
+        for v in mapping.values():
+            self._init_plans(v)
+            if v.type == "node" and v.rank >= 0:
+                self.by_rank[v.rank] = v
+        self._resize_root_plans()
+        self._sort_kids(self.root)
+        return sorted(added)
+
+    def _graft(self, src: Vertex, parent: Vertex, mapping: dict) -> list[int]:
+        nv = self.add_vertex(parent, src.type, id=src.id, name=src.name, basename=src.basename,
+                             rank=src.rank, size=src.size, unit=src.unit,
+                             properties=src.properties)
+        nv.down = src.down
+        if nv.down:
+            self._ndown += 1
+        mapping[src] = nv
+        ranks = [nv.rank] if nv.type == "node" and nv.rank >= 0 else []
+        for k in src.kids:
+            ranks.extend(self._graft(k, nv, mapping))
+        return ranks
+
+    def _resize_root_plans(self) -> None:
+        root = self.root
+        if root.plans is None:
+            root.plans = {}
+        for t, n in root.total.items():
+            if t in self._leaf_types:
+                p = root.plans.get(t)
+                if p is None:
+                    root.plans[t] = Planner(n)
+                else:
+                    p.update_total(n)
+
+    def remove(self, ranks: Any) -> None:
+        """Remove nodes. Refused (ValueError naming the jobs) while any job is
+        allocated on them; reservations there are dropped."""
+        nodes = self._nodes_of(ranks)
+        rs = {v.rank for v in nodes}
+        busy = sorted(j for j, a in self.jobs.items() if not a.reserved and rs & set(a.ranks()))
+        if busy:
+            raise ValueError(f"cannot remove rank(s) {_idset.encode(rs)}: job(s) "
+                             f"{', '.join(map(str, busy))} hold resources there; drain them"
+                             " and remove them once those jobs end")
+        for j in [j for j, a in self.jobs.items() if a.reserved and rs & set(a.ranks())]:
+            self.free(j)
+        for v in nodes:
+            if v is self.root:
+                raise ValueError("cannot remove the root of the resource graph")
+            eff = self._eff_down(v)
+            for a in v.ancestors():
+                for t, n in v.total.items():
+                    a.total[t] -= n
+                    if not a.total[t]:
+                        del a.total[t]
+                if not eff:
+                    for t, n in v.free.items():
+                        a.free[t] -= n
+                for t in list(a.free):
+                    if t not in a.total:
+                        del a.free[t]
+            v.parent.kids.remove(v)
+            sub = list(v.walk())
+            self._ndown -= sum(1 for x in sub if x.down)
+            self.g.remove_nodes_from(sub)
+            for x in sub:
+                x.parent = None if x is v else x.parent
+            for other in self.g:
+                if other.links:
+                    other.links = [u for u in other.links if u in self.g]
+            del self.by_rank[v.rank]
+            self._index.pop(v, None)
+        self._refresh_types()
+        self._resize_root_plans()
+
+    # =================================================================== views
+    def vertices(self, type: str | None = None) -> list[Vertex]:
+        return [v for v in self.root.walk() if type is None or v.type == type]
+
+    def subsystems(self) -> list[str]:
+        subs = {CONTAINMENT}
+        subs.update(s for _a, _b, s in self.g.edges(data="subsystem"))
+        return sorted(subs, key=lambda s: (s != CONTAINMENT, s))
+
+    def ranks(self) -> list[int]:
+        return sorted(self.by_rank)
+
+    def down_ranks(self) -> list[int]:
+        return sorted(r for r, v in self.by_rank.items() if self._eff_down(v))
+
+    def to_rv1(self, scheduling: bool = False) -> dict:
+        return writers.graph_rv1(self, scheduling)
+
+    def to_jgf(self) -> dict:
+        return writers.graph_jgf(self)
+
+    def stats(self) -> dict:
+        root = self.root
+        types = {}
+        down_units: dict[str, int] = {}
+        for v in self.by_rank.values():
+            if self._eff_down(v):
+                for t, n in v.total.items():
+                    down_units[t] = down_units.get(t, 0) + n
+        for t in sorted(root.total):
+            types[t] = {"total": root.total[t], "free": root.free.get(t, 0),
+                        "down": down_units.get(t, 0)}
+        m = dict(self.mstats)
+        m["mean"] = m["time_total"] / m["attempts"] if m["attempts"] else 0.0
+        return {
+            "vertices": self.g.number_of_nodes(),
+            "edges": self.g.number_of_edges(),
+            "subsystems": self.subsystems(),
+            "types": types,
+            "jobs": {"allocated": sum(1 for a in self.jobs.values() if not a.reserved),
+                     "reserved": self._nresv},
+            "policy": getattr(self.policy, "name", type(self.policy).__name__),
+            "prune": self.prune,
+            "match": m,
+        }
+
+    def check(self) -> None:
+        """Recompute every aggregate and planner total from the allocations; raise
+        InconsistentGraph naming the first difference."""
+        held: dict[Vertex, int] = {}
+        leaf_spans: dict[Vertex, list] = {}
+        plan_spans: dict[tuple[Vertex, str], dict] = {}
+        root = self.root
+        for jobid, a in self.jobs.items():
+            for leaf, amt in a.units.items():
+                if leaf not in self.g:
+                    raise InconsistentGraph(f"job {jobid} holds {leaf!r}, not in the graph")
+                if not a.reserved:
+                    held[leaf] = held.get(leaf, 0) + amt
+                leaf_spans.setdefault(leaf, []).append((a.starttime, a.end, amt))
+                for v in (leaf.node, root):
+                    if v is not None and v.plans is not None and leaf.type in v.plans:
+                        d = plan_spans.setdefault((v, leaf.type), {})
+                        d[(a.starttime, a.end)] = d.get((a.starttime, a.end), 0) + amt
+        for v in self.root.walk():
+            if v.kids:
+                continue
+            if v.used != held.get(v, 0):
+                raise InconsistentGraph(f"{v.path()}: used {v.used}, allocations hold"
+                                        f" {held.get(v, 0)}")
+            if v.used > v.size:
+                raise InconsistentGraph(f"{v.path()}: {v.used} used of {v.size}")
+            want = sorted(leaf_spans.get(v, ()))
+            have = sorted(v.plan.spans.values()) if v.plan is not None else []
+            if want != have:
+                raise InconsistentGraph(f"{v.path()}: planner spans {have}, jobs {want}")
+            if v.plan is not None:
+                for s, _e, _a in v.plan.spans.values():
+                    if v.plan.avail_at(s) < 0:
+                        raise InconsistentGraph(f"{v.path()}: over-committed at t={s}")
+        self._check_aggregates(self.root, False)
+        for v in self.root.walk():
+            if not v.plans:
+                continue
+            for t, p in v.plans.items():
+                if p.total != v.total.get(t, 0):
+                    raise InconsistentGraph(f"{v.path()}: {t} planner total {p.total},"
+                                            f" expected {v.total.get(t, 0)}")
+                have: dict = {}
+                for s, e, amt in p.spans.values():
+                    have[(s, e)] = have.get((s, e), 0) + amt
+                want = plan_spans.get((v, t), {})
+                if want != have:
+                    raise InconsistentGraph(f"{v.path()}: {t} planner spans {have},"
+                                            f" jobs {want}")
+        nresv = sum(1 for a in self.jobs.values() if a.reserved)
+        if nresv != self._nresv:
+            raise InconsistentGraph(f"{self._nresv} reservations counted, {nresv} held")
+        ndown = sum(1 for v in self.g if v.down)
+        if ndown != self._ndown:
+            raise InconsistentGraph(f"{self._ndown} drained vertices counted, {ndown} found")
+
+    def _check_aggregates(self, v: Vertex, eff_down: bool) -> tuple[dict, dict, int]:
+        """Like _recompute (store=False), comparing each vertex on the way up."""
+        down = eff_down or v.down
+        if not v.kids:
+            total = {v.type: v.size}
+            if v.total != total:
+                raise InconsistentGraph(f"{v.path()}: total {v.total}, expected {total}")
+            return total, ({} if down else {v.type: v.size - v.used}), v.used
+        total: dict[str, int] = {v.type: 1}
+        free: dict[str, int] = {}
+        used = 0
+        for k in v.kids:
+            t2, f2, u2 = self._check_aggregates(k, down)
+            used += u2
+            for t, n in t2.items():
+                total[t] = total.get(t, 0) + n
+            for t, n in f2.items():
+                free[t] = free.get(t, 0) + n
+        if not down and used == 0:
+            free[v.type] = free.get(v.type, 0) + 1
+        if total != v.total:
+            raise InconsistentGraph(f"{v.path()}: total {v.total}, expected {total}")
+        mine = {t: n for t, n in v.free.items() if n}
+        exp = {t: n for t, n in free.items() if n}
+        if mine != exp:
+            raise InconsistentGraph(f"{v.path()}: free {mine}, expected {exp}")
+        if used != v.used:
+            raise InconsistentGraph(f"{v.path()}: used {v.used}, expected {used}")
+        return total, free, used
+
+
+def _ranks(ranks: Any) -> set[int]:
+    if isinstance(ranks, str):
+        try:
+            return set(_idset.decode(ranks))
+        except ValueError as exc:
+            raise ValueError(f"bad rank idset: {exc}") from None
+    if isinstance(ranks, int):
+        return {ranks}
+    out = set()
+    for r in ranks:
+        if not isinstance(r, int) or r < 0:
+            raise ValueError(f"ranks must be non-negative integers, not {r!r}")
+        out.add(r)
+    return out
+
+
+def _shape(req: Request) -> str:
+    return ", ".join(repr(r) for r in req.resources)
+
+
+def load_policy(name: str) -> MatchPolicy:
+    """A match policy by name from the `flux.match_policy` group (or the custom form)."""
+    from flux.core.plugins import load_driver
+
+    opts: dict = {}
+    if "=" in name:
+        name, opts = parse_custom(name)
+    cls = load_driver("flux.match_policy", name)
+    try:
+        pol = cls(**opts) if isinstance(cls, type) else cls
+    except TypeError as exc:
+        raise ValueError(f"match policy '{name}': {exc}") from None
+    if callable(pol) and not hasattr(pol, "sort_key"):
+        pol = pol(**opts)
+    return pol

@@ -1,0 +1,362 @@
+"""The matcher: a pruned depth-first walk of the containment tree that finds what a
+request asks for.
+
+Three modes share one walk:
+- NOW: can the request start now and hold for `duration`? Pruning reads the live
+  `free` aggregates, and resources are taken as the walk goes (aggregates updated in
+  place), so the aggregates stay exact while one request places many slots; a dead end
+  rolls back to a mark in the log.
+- FUTURE: would it fit over [t, t+duration)? (reservations) Leaves are checked against
+  their planners; node vertices prune with their per-type planners.
+- SAT: could it ever fit, ignoring use and status? (submit-time satisfiability)
+
+Every match takes the first fit in the policy's order (see policy.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+from flux.core.resource.graph.request import ReqNode
+
+NOW, FUTURE, SAT = 0, 1, 2
+_BIG = 1 << 62
+
+
+def _take(leaf, amt: int) -> None:
+    """Allocate `amt` of a pool vertex whose whole path is up: update the aggregates."""
+    t = leaf.type
+    leaf.used += amt
+    v = leaf.parent
+    while v is not None:
+        v.free[t] -= amt
+        if not v.used:  # idle -> busy: v no longer counts as a free `v.type`
+            vt = v.type
+            w = v
+            while w is not None:
+                w.free[vt] -= 1
+                w = w.parent
+        v.used += amt
+        v = v.parent
+
+
+def _untake(leaf, amt: int) -> None:
+    t = leaf.type
+    leaf.used -= amt
+    v = leaf.parent
+    while v is not None:
+        v.free[t] += amt
+        v.used -= amt
+        if not v.used:
+            vt = v.type
+            w = v
+            while w is not None:
+                w.free[vt] += 1
+                w = w.parent
+        v = v.parent
+
+
+class Walk:
+    __slots__ = ("graph", "mode", "t", "d", "log", "taken", "prune", "spans_matter",
+                 "node_filter", "policy", "dynamic", "node_excl", "linked", "contained",
+                 "gen", "track")
+
+    def __init__(self, graph, mode: int, t: float, duration: float, node_filter=None):
+        self.graph = graph
+        self.mode = mode
+        self.t = t
+        self.d = duration
+        self.log: list = []  # (vertex, amount taken); amount 0 marks an exclusive vertex
+        self.taken: dict = {}
+        self.prune = graph.prune
+        self.spans_matter = mode == NOW and graph._nresv > 0
+        self.track = mode != NOW or self.spans_matter  # keep `taken` per leaf
+        self.node_filter = node_filter
+        self.policy = graph.policy
+        self.dynamic = graph.policy.dynamic
+        self.node_excl = graph.policy.node_exclusive
+        self.linked = graph._linked_types
+        self.contained = graph._contained_types
+        self.gen = graph._gen
+
+    # ------------------------------------------------------------ bookkeeping
+    def need(self, req: ReqNode) -> tuple:
+        n = req._need
+        if n is None or n[0] != self.gen:
+            n = (self.gen, self.graph._need_of(req))
+            req._need = n
+        return n[1]
+
+    def take(self, leaf, amt: int) -> None:
+        if self.mode == NOW:
+            _take(leaf, amt)
+        if self.track:
+            self.taken[leaf] = self.taken.get(leaf, 0) + amt
+        self.log.append((leaf, amt))
+
+    def rollback(self, mark: int) -> None:
+        log = self.log
+        now = self.mode == NOW
+        while len(log) > mark:
+            leaf, amt = log.pop()
+            if amt and leaf is not _SLOT:
+                if leaf.__class__ is _Linked:
+                    leaf = leaf.v
+                    if now:
+                        self.graph._apply(leaf, -amt)
+                    if self.track:
+                        self.taken[leaf] -= amt
+                    continue
+                if now:
+                    _untake(leaf, amt)
+                if self.track:
+                    self.taken[leaf] -= amt
+
+    def abort(self) -> None:
+        self.rollback(0)
+
+    # ------------------------------------------------------------- predicates
+    def leaf_avail(self, u) -> int:
+        mode = self.mode
+        if mode == NOW:
+            a = u.size - u.used
+            if self.spans_matter and a > 0 and u.plan is not None and u.plan.spans:
+                a = min(a, u.plan.avail_during(self.t, self.d) - self.taken.get(u, 0))
+            return a
+        a = u.size - self.taken.get(u, 0)
+        if mode == FUTURE:
+            if u.plan is not None and u.plan.spans:
+                a = min(a, u.plan.avail_during(self.t, self.d) - self.taken.get(u, 0))
+        return a
+
+    def fits(self, u, need: tuple) -> bool:
+        mode = self.mode
+        if mode == NOW:
+            f = u.free
+            for t, n in need:
+                if f.get(t, 0) < n:
+                    return False
+            return True
+        tot = u.total
+        plans = u.plans if mode == FUTURE else None
+        for t, n in need:
+            if plans is not None and t in plans:
+                if plans[t].avail_during(self.t, self.d) < n:
+                    return False
+            elif tot.get(t, 0) < n:
+                return False
+        return True
+
+    def idle(self, u) -> bool:
+        """Nothing under u is in use over the window (so u can be had exclusively)."""
+        mode = self.mode
+        if mode == NOW:
+            if u.used:
+                return False
+            if not self.spans_matter:
+                return True
+        taken = self.taken
+        for leaf in u.leaves():
+            if taken.get(leaf):
+                return False
+            if mode != SAT and leaf.plan is not None and leaf.plan.spans \
+                    and leaf.plan.avail_during(self.t, self.d) < leaf.size:
+                return False
+        return True
+
+    def take_all(self, u) -> None:
+        for leaf in u.leaves():
+            a = self.leaf_avail(leaf)
+            if a > 0:
+                self.take(leaf, a)
+        self.log.append((u, 0))
+
+    def node_ok(self, u) -> bool:
+        f = self.node_filter
+        return f is None or f(u)
+
+    # ------------------------------------------------------------------ walk
+    def match(self, request) -> bool:
+        top = self.graph._top()
+        for req in request.resources:
+            if not self.satisfy(top, req):
+                self.abort()
+                return False
+        return True
+
+    def satisfy(self, v, c: ReqNode) -> bool:
+        """Place c's count below v; on failure nothing stays taken."""
+        mark = len(self.log)
+        lo, hi = c.lo, c.hi
+        if hi == lo:
+            if lo == 0:
+                return True
+            if self.collect(v, c, lo) >= lo:
+                return True
+            self.rollback(mark)
+            return False
+        n = self.collect(v, c, _BIG if hi is None else hi)
+        b = c.best(n)
+        if b is None:
+            self.rollback(mark)
+            return False
+        if b != n:
+            self.rollback(mark)
+            if b and self.collect(v, c, b) != b:
+                self.rollback(mark)
+                return False
+        return True
+
+    def collect(self, v, req: ReqNode, want: int) -> int:
+        """Take up to `want` instances (or units, for pools) of req below v, in policy order."""
+        T = req.type
+        if T == "slot" and v.node is not None:
+            return self.slots(v, req, want)
+        kids = v.kids
+        if self.dynamic:
+            kids = self.policy.order(self, v, kids, req, want)
+        need = self.need(req) if self.prune else ()
+        contained = T in self.contained
+        node_filter = self.node_filter
+        found = 0
+        for u in kids:
+            if u.down and self.mode != SAT:
+                continue
+            ut = u.type
+            if ut == T:
+                if not u.kids:
+                    a = self.leaf_avail(u)
+                    if a <= 0 or (req.exclusive and a < u.size):
+                        continue
+                    rest = want - found
+                    self.take(u, a if a < rest else rest)
+                    found += a if a < rest else rest
+                else:
+                    if need and not self.fits(u, need):
+                        continue
+                    if ut == "node" and node_filter is not None and not node_filter(u):
+                        continue
+                    mark = len(self.log)
+                    if self.place(u, req):
+                        found += 1
+                    else:
+                        self.rollback(mark)
+            elif u.kids:
+                if contained and T not in u.total:
+                    continue
+                if need and not self.fits(u, need):
+                    continue
+                if ut == "node":
+                    if node_filter is not None and not node_filter(u):
+                        continue
+                    if T == "slot" and self.node_excl:
+                        found += self._slots_exclusive(u, req, want - found)
+                        if found >= want:
+                            break
+                        continue
+                found += self.collect(u, req, want - found)
+            else:
+                continue
+            if found >= want:
+                break
+        if found < want and v.links and T in self.linked:
+            found += self._collect_linked(v, req, want - found)
+        return found
+
+    def _collect_linked(self, v, req: ReqNode, want: int) -> int:
+        """Pools reachable from v over another subsystem (e.g. storage near a node)."""
+        found = 0
+        for u in v.links:
+            if u.type != req.type or u.kids or (self.mode != SAT and self.graph._eff_down(u)):
+                continue
+            a = self.leaf_avail(u)
+            if a <= 0 or (req.exclusive and a < u.size):
+                continue
+            n = min(a, want - found)
+            if self.mode == NOW:
+                # the pool's own path may be partly drained: use the careful update
+                self.graph._apply(u, n)
+                if self.track:
+                    self.taken[u] = self.taken.get(u, 0) + n
+                self.log.append((_Linked(u), n))
+            else:
+                self.take(u, n)
+            found += n
+            if found >= want:
+                break
+        return found
+
+    def _slots_exclusive(self, node, req: ReqNode, want: int) -> int:
+        if not self.idle(node):
+            return 0
+        mark = len(self.log)
+        n = self.slots(node, req, want)
+        if n == 0:
+            self.rollback(mark)
+            return 0
+        self.take_all(node)
+        return n
+
+    def place(self, u, req: ReqNode) -> bool:
+        """u is of req's type: fit req's children inside it."""
+        excl = req.exclusive or (self.node_excl and u.type == "node")
+        if excl and not self.idle(u):
+            return False
+        for c in req.children:
+            if not self.satisfy(u, c):
+                return False
+        if excl:
+            self.take_all(u)
+        return True
+
+    def slots(self, v, req: ReqNode, want: int) -> int:
+        need = self.need(req) if self.prune else ()
+        n = 0
+        log = self.log
+        while n < want:
+            if need and not self.fits(v, need):
+                break
+            mark = len(log)
+            for c in req.children:
+                if not self.satisfy(v, c):
+                    self.rollback(mark)
+                    return n
+            n += 1
+            log.append((_SLOT, 1))
+        return n
+
+    # ---------------------------------------------------------------- result
+    def units(self) -> tuple[dict, list, int]:
+        """{leaf: amount}, the exclusively held vertices, and the number of slots."""
+        units: dict = {}
+        excl = []
+        nslots = 0
+        for u, a in self.log:
+            if u is _SLOT:
+                nslots += 1
+            elif a:
+                if isinstance(u, _Linked):
+                    u = u.v
+                units[u] = units.get(u, 0) + a
+            else:
+                excl.append(u)
+        return units, excl, nslots
+
+
+_SLOT = object()  # log marker: one slot placed
+
+
+class _Linked:
+    """Log entry for a pool taken through another subsystem: rolled back with _apply."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v):
+        self.v = v
+
+
+def window(now: float, duration: float) -> tuple[float, float]:
+    """Planner window for a duration (0 or inf: unlimited)."""
+    if not duration or duration <= 0 or math.isinf(duration):
+        return now, math.inf
+    return now, duration
