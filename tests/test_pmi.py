@@ -234,6 +234,24 @@ def test_abort_fails_the_job(instance, raw):
     assert re.search(r"task [01]: PMI abort with exit code 7: bye", r.stderr), r.stderr
 
 
+def test_task_failing_inside_pmi_fails_the_job(instance, tmp_path):
+    """Rank 1 dies after init without finalize while rank 0 waits in a barrier: the
+    job fails at once (no hang) with an exception that says why."""
+    script = tmp_path / "die.py"
+    script.write_text(r"""
+import os, sys
+from flux.core.broker.boot.pmi import SimpleClient
+c = SimpleClient.from_env()
+c.init()
+if c.rank == 1:
+    sys.exit(5)
+c.barrier()
+""")
+    r = instance.flux("run", "-n2", sys.executable, str(script), timeout=60)
+    assert r.returncode != 0
+    assert "task 1: exited with code 5 between PMI init and finalize" in r.stderr, r.stderr
+
+
 def test_client_rules():
     a, b = socket.socketpair()
     c = SimpleClient(a.detach(), 0, 1)

@@ -203,7 +203,20 @@ def task_fork(shell, task):
     theirs.close()  # the task has its copy
     conn = TaskConn(state, ours, task.rank)
     state.conns.append(conn)
+    task.aux["pmi"] = conn.client
     conn.start(state.loop)
+
+
+@hookimpl
+def task_exit(shell, task):
+    # a task that failed between PMI init and finalize leaves its peers waiting in a
+    # barrier that can never complete (a broker whose bootstrap failed, an MPI rank
+    # that crashed in MPI_Init): fail the job now rather than hang it
+    client = task.aux.get("pmi")
+    if (client is not None and client.initialized and not client.finalized
+            and task.exitcode != 0 and shell.fatal_code is None):
+        shell.die(task.exitcode, f"task {task.rank}: exited with code {task.exitcode} "
+                                 f"between PMI init and finalize")
 
 
 @hookimpl
