@@ -252,6 +252,19 @@ c.barrier()
     assert "task 1: exited with code 5 between PMI init and finalize" in r.stderr, r.stderr
 
 
+def test_client_methods_and_fake_hostname(instance):
+    # FLUX_PMI_CLIENT_METHODS without simple: a singleton even under PMI
+    r = instance.flux("run", "-n1", "--env=FLUX_PMI_CLIENT_METHODS=single", "flux", "start",
+                      "flux", "getattr", "broker.boot-method", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "single"
+    r = instance.flux("run", "-n1", "--env=FLUX_FAKE_HOSTNAME=fakehost", "flux", "start",
+                      "sh", "-c", "flux getattr broker.boot-method; flux getattr hostlist",
+                      timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["simple", "fakehost"]
+
+
 def test_client_rules():
     a, b = socket.socketpair()
     c = SimpleClient(a.detach(), 0, 1)

@@ -36,7 +36,12 @@ class Fixed:
 
 
 def has_pmi(env: dict[str, str] | None = None) -> bool:
+    """PMI-1 on PMI_FD is offered, and FLUX_PMI_CLIENT_METHODS (default `simple
+    libpmi2 libpmi single`; only `simple` and `single` exist here) allows it."""
     env = os.environ if env is None else env
+    methods = env.get("FLUX_PMI_CLIENT_METHODS")
+    if methods is not None and "simple" not in methods.split():
+        return False
     return all(env.get(k) for k in ("PMI_FD", "PMI_RANK", "PMI_SIZE"))
 
 

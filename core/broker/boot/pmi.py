@@ -185,7 +185,11 @@ class PMIBootstrap:
         self.rank, self.size = c.rank, c.size
         self.attrs: dict[str, str] = {"broker.boot-method": "simple"}
         self.curve: dict | None = None
-        self.hostname = attrs.get("hostname") or os.uname().nodename
+        environ = os.environ if env is None else env
+        self.hostname = (attrs.get("hostname") or environ.get("FLUX_FAKE_HOSTNAME")
+                         or os.uname().nodename)
+        if "hostname" not in attrs:
+            self.attrs["hostname"] = self.hostname
         level = c.get("flux.instance-level")
         if level is not None and level.isdigit():
             self.attrs["instance-level"] = level
