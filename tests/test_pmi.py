@@ -325,3 +325,13 @@ def test_nested_via_from_nest_command(make_instance):
     assert res.success, res.errstr
     r = inst.flux("job", "attach", str(jobid), check=True)
     assert r.stdout.strip() == "2"
+
+
+def test_start_noexec_single():
+    import subprocess
+
+    flux = os.path.join(os.path.dirname(sys.executable), "flux")
+    r = subprocess.run([flux, "start", "-X", "-Sa=1", "true"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("flux.core.broker.main -Sa=1 -- true")

@@ -1,5 +1,9 @@
 """`flux start`: start an instance (one broker here, or N with --test-size) and run a
-command in it, exiting with that command's exit code."""
+command in it, exiting with that command's exit code.
+
+Without --test-size the broker runs in this process: a singleton, or, when a
+launcher offers PMI (PMI_FD, PMI_RANK, PMI_SIZE: our job shell, `srun --mpi=pmi2`),
+one broker of the launcher's instance (flux.core.broker.boot)."""
 
 from __future__ import annotations
 
@@ -142,6 +146,11 @@ def _run_single(args, command: list[str]) -> int:
     from flux.core.broker.main import main as broker_main
 
     extra = [f"-Srundir={args.rundir}"] if args.rundir else []
+    if args.noexec:
+        # one broker: a singleton, or one of a PMI launcher's instance (PMI_FD set)
+        print(" ".join([sys.executable, "-m", "flux.core.broker.main", *_broker_args(args),
+                        *extra, "--", *command]))
+        return 0
     if args.rundir:
         os.makedirs(args.rundir, exist_ok=True)
     return broker_main(_broker_args(args) + extra + ["--"] + command)
