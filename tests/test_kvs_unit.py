@@ -327,7 +327,7 @@ def test_rpc_handlers_check_access_and_input(tmp_path):
         kvs.dispatch(request("kvs.namespace-create", {"namespace": "x", "owner": 5},
                              userid=1234, rolemask=ROLE_USER, tag=31))
         watch.dispatch(request("kvs-watch.lookup", {"key": "a", "flags": T.WATCH}, tag=32))
-        kvs._flush()  # what the loop would run next (call_soon)
+        await kvs.commit_ops("primary", [ops.put("z", b"1")])  # once this is on disk, so is all before
 
     run(main())
     by_tag = {m.matchtag: m for m in b.responses if m.type == RESPONSE}
@@ -341,7 +341,7 @@ def test_rpc_handlers_check_access_and_input(tmp_path):
     assert by_tag[30].errnum == errno.EPERM and "primary" in by_tag[30].errstr()
     assert by_tag[31].errnum == errno.EPERM
     assert by_tag[32].errnum == errno.EPROTO  # WATCH without the streaming flag
-    assert kvs.namespaces["primary"].rootseq == 1
+    assert kvs.namespaces["primary"].rootseq == 2  # "a", then the test's own "z"
 
 
 def test_depth_limit_keeps_tree_objects_encodable():

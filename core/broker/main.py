@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -80,7 +81,10 @@ def run_broker(rank, size, attrs, conf, command, created_rundir=None, bootstrap=
     try:
         broker = Broker(rank, size, attrs=attrs, conf=conf, initial_program=command,
                         bootstrap=bootstrap)
-        rc = asyncio.run(broker.run())
+        if os.environ.get("FLUX_BROKER_PROFILE"):
+            rc = _profiled(broker, os.environ["FLUX_BROKER_PROFILE"])
+        else:
+            rc = asyncio.run(broker.run())
     except FluxError as exc:
         print(f"flux-broker: {exc.strerror}", file=sys.stderr)
         rc = 1
@@ -90,6 +94,18 @@ def run_broker(rank, size, attrs, conf, command, created_rundir=None, bootstrap=
         if created_rundir:
             shutil.rmtree(created_rundir, ignore_errors=True)
     return rc
+
+
+def _profiled(broker, path: str) -> int:
+    """Run the broker under cProfile (a developer's aid: FLUX_BROKER_PROFILE=PATH
+    writes pstats to PATH.<rank> at exit)."""
+    import cProfile
+
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(asyncio.run, broker.run())
+    finally:
+        prof.dump_stats(f"{path}.{broker.rank}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import asyncio
 import errno
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -134,6 +135,9 @@ class KVSService(Service):
         self.builder = NodeBuilder(self.content_load, self.max_value)
         self.pending: list[Pending] = []
         self.pending_blobs: dict[str, bytes] = {}
+        self.writing_blobs: dict[str, bytes] = {}  # blobs of the batch being written
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="kvs-store")
+        self.writing: asyncio.Future | None = None
         self.flush_scheduled = False
         self.watchers: dict[str, dict[str, list[Watcher]]] = {}
         self.nwatchers_full: dict[str, int] = {}
@@ -148,7 +152,10 @@ class KVSService(Service):
         self.broker.kvs = self
 
     async def stop(self) -> None:
-        self._flush()
+        if self.writing is not None:
+            await asyncio.wait([self.writing])
+        self._flush_sync()
+        self.writer.shutdown(wait=True)
         for ns_watchers in list(self.watchers.values()):
             for ws in list(ns_watchers.values()):
                 for w in list(ws):
@@ -426,7 +433,7 @@ class KVSService(Service):
 
     # ---------------------------------------------------------------- content
     def content_load(self, ref: str) -> bytes:
-        data = self.pending_blobs.get(ref)
+        data = self.pending_blobs.get(ref) or self.writing_blobs.get(ref)
         if data is None:
             data = self.store.content_load(ref)
         if data is None:
@@ -449,9 +456,19 @@ class KVSService(Service):
     # ================================================================ flush
     def _flush(self) -> None:
         self.flush_scheduled = False
+        if self.writing is not None or not self.pending or self.closed:
+            return  # a write in flight flushes what queued meanwhile when it ends
         batch, self.pending = self.pending, []
-        if not batch or self.closed:
-            return
+        effects, sync, touched = self._effects(batch)
+        # SQLite runs in a writer thread (it releases the GIL), so the event loop goes on
+        # routing and applying the next commits in memory while this batch is written
+        self.writing_blobs, self.pending_blobs = self.pending_blobs, {}
+        fut = asyncio.get_running_loop().run_in_executor(self.writer, self.store.write,
+                                                         effects, sync)
+        self.writing = fut
+        fut.add_done_callback(lambda f: self._written(f, batch, touched))
+
+    def _effects(self, batch: list[Pending]) -> tuple[list, bool, dict]:
         effects: list[tuple] = []
         sync = False
         touched: dict[str, tuple[set, set]] = {}
@@ -464,51 +481,90 @@ class KVSService(Service):
                     t = touched[p.ns] = (set(), set())
                 t[0].update(p.keys)
                 t[1].update(p.struct)
-        for name in touched:
+        for name, t in touched.items():
             ns = self.namespaces.get(name)
             if ns is not None:
                 effects.append((ROOTSEQ, ns.rootseq, name))
+                # the version this batch brings to disk (later commits may be in memory)
+                touched[name] = (*t, ns.rootseq)
+        return effects, sync, touched
+
+    def _written(self, fut: asyncio.Future, batch: list[Pending], touched: dict) -> None:
+        self.writing = None
+        self.writing_blobs = {}
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is None and fut.cancelled():
+            exc = RuntimeError("write cancelled")
+        if exc is not None:
+            # commits queued since were applied in memory on top of this batch: undo
+            # them first (newest first), then the batch, and fail them all
+            later, self.pending = self.pending, []
+            self.pending_blobs.clear()
+            self._fail_batch(later + batch, exc)
+            return
+        self._finish(batch, touched)
+        if self.pending:
+            self._flush()
+        else:
+            self._answer_sync_waiters()
+
+    def _fail_batch(self, batch: list[Pending], exc: BaseException) -> None:
+        self.stats["flush-errors"] += 1
+        self.broker.log_exception("kvs: writing to the content store failed", exc)
+        for p in reversed(batch):
+            if p.rollback is not None:
+                p.rollback()
+        e = FluxError(errno.EIO, f"KVS store write failed: {exc}")
+        for p in batch:
+            if p.done is not None:
+                p.done(e)
+
+    def _flush_sync(self) -> None:
+        """Write whatever is pending from this thread (at shutdown)."""
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        effects, sync, touched = self._effects(batch)
         try:
             self.store.write(effects, sync)
-        except Exception as exc:  # noqa: BLE001 - undo the batch, answer every commit with the error
-            self.stats["flush-errors"] += 1
-            self.broker.log_exception("kvs: writing to the content store failed", exc)
-            for p in reversed(batch):
-                if p.rollback is not None:
-                    p.rollback()
-            e = FluxError(errno.EIO, f"KVS store write failed: {exc}")
-            for p in batch:
-                if p.done is not None:
-                    p.done(e)
+        except Exception as exc:  # noqa: BLE001
+            self._fail_batch(batch, exc)
             return
-        self.stats["flushes"] += 1
         self.pending_blobs.clear()
+        self._finish(batch, touched)
+        self._answer_sync_waiters()
+
+    def _finish(self, batch: list[Pending], touched: dict) -> None:
+        self.stats["flushes"] += 1
         for p in batch:
             if p.done is not None:
                 try:
                     p.done(None)
                 except Exception as exc:  # noqa: BLE001
                     self.broker.log_exception("kvs: commit completion failed", exc)
-        for name, (keys, struct) in touched.items():
+        for name, t in touched.items():
             ns = self.namespaces.get(name)
-            if ns is None:
+            if ns is None or len(t) < 3:
                 continue
+            keys, struct, rootseq = t
             self.broker.publish(f"kvs.namespace-{name}-setroot",
-                                {"namespace": name, "rootseq": ns.rootseq, "keys": sorted(keys),
+                                {"namespace": name, "rootseq": rootseq, "keys": sorted(keys),
                                  "owner": ns.owner}, flags=FLAG_PRIVATE, userid=ns.owner)
             self._notify(name, keys, struct)
             waiters = self.version_waiters.get(name)
             if waiters:
                 keep = []
                 for seq, m in waiters:
-                    if ns.rootseq >= seq:
-                        self.respond(m, {"rootseq": ns.rootseq, "namespace": name})
+                    if rootseq >= seq:
+                        self.respond(m, {"rootseq": rootseq, "namespace": name})
                     else:
                         keep.append((seq, m))
                 self.version_waiters[name] = keep
-        for m in self.sync_waiters:
+
+    def _answer_sync_waiters(self) -> None:
+        waiters, self.sync_waiters = self.sync_waiters, []
+        for m in waiters:
             self._answer_sync(m)
-        self.sync_waiters.clear()
 
     # ================================================================ watching
     def add_watcher(self, w: Watcher) -> None:
@@ -770,7 +826,7 @@ class KVSService(Service):
         p = payload_of(msg)
         nsname = _nsname(p, msg.topic)
         self._ns(nsname, msg.userid, msg.rolemask)
-        if self.pending:
+        if self.pending or self.writing is not None:
             for q in self.pending:
                 q.sync = True
             self.sync_waiters.append(msg)
