@@ -59,7 +59,7 @@ def load_group(group: str, *, disabled: set[str] | frozenset = frozenset()
     """A PluginManager with every installed plugin of a hook group registered."""
     from stevedore import ExtensionManager
 
-    pm = pluggy.PluginManager(PROJECT)
+    pm = HookManager(PROJECT)
     pm.add_hookspecs(SPECS[group])
     records: dict[str, PluginRecord] = {}
 
@@ -90,19 +90,51 @@ def load_group(group: str, *, disabled: set[str] | frozenset = frozenset()
     return pm, sorted(records.values(), key=lambda r: r.name)
 
 
+class HookManager(pluggy.PluginManager):
+    """A PluginManager that counts its (un)registrations, so `call_each` can keep each
+    hook's implementations ready to call instead of rebuilding them on every call
+    (hooks run several times per job on the throughput path)."""
+
+    def __init__(self, project_name: str):
+        super().__init__(project_name)
+        self.generation = 0
+        self.callers: dict[str, tuple[int, list]] = {}
+
+    def register(self, plugin, name=None):
+        self.generation += 1
+        return super().register(plugin, name)
+
+    def unregister(self, plugin=None, name=None):
+        self.generation += 1
+        return super().unregister(plugin, name)
+
+
+def _callers(pm: pluggy.PluginManager, hookname: str) -> list:
+    """[(plugin name, function, argument names)] in call order (last registered first)."""
+    gen = getattr(pm, "generation", None)
+    if gen is not None:
+        cached = pm.callers.get(hookname)
+        if cached is not None and cached[0] == gen:
+            return cached[1]
+    hook = getattr(pm.hook, hookname)
+    out = [(i.plugin_name, i.function, tuple(i.argnames)) for i in reversed(hook.get_hookimpls())]
+    if gen is not None:
+        pm.callers[hookname] = (gen, out)
+    return out
+
+
 def call_each(pm: pluggy.PluginManager, hookname: str, **kwargs) -> list[tuple[str, Any, BaseException | None]]:
     """Call every implementation of a hook; return (plugin, result, exception) per plugin.
 
     Unlike a plain pluggy call, one plugin raising does not stop the others.
     """
     out = []
-    hook = getattr(pm.hook, hookname)
-    for impl in reversed(hook.get_hookimpls()):
-        args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
+    for name, fn, argnames in _callers(pm, hookname):
         try:
-            out.append((impl.plugin_name, impl.function(**args), None))
+            # positionally: argnames are the function's own parameters, in order
+            out.append((name, fn(*[kwargs.get(k) for k in argnames]), None))
         except Exception as exc:  # noqa: BLE001
-            out.append((impl.plugin_name, None, exc))
+            out.append((name, None, exc))
     return out
 
 

@@ -366,3 +366,33 @@ def test_depth_limit_keeps_tree_objects_encodable():
     t.apply(ops.symlink("deep", ".".join(["x"] * (T.DEPTH_MAX - 1))))
     with pytest.raises(FluxError, match="resolves to more than"):
         t.apply(ops.put("deep.y.z", b"1"))
+
+
+def test_large_values_leave_memory_once_on_disk(tmp_path):
+    b, kvs = make(tmp_path)
+    big = b"j" * 4000
+
+    async def main():
+        await kvs.commit_ops("primary", [{"key": "job.1.jobspec", "flags": 0, "raw": big},
+                                         {"key": "job.1.small", "flags": 0, "raw": b"x"}])
+        d = kvs.namespaces["primary"].root.entries["job"].entries["1"]
+        node = d.entries["jobspec"]
+        assert node.chunks is None and node.size == 4000  # evicted
+        assert d.entries["small"].chunks == [b"x"]  # small values stay
+        assert kvs.lookup_value("primary", "job.1.jobspec") == big  # read back from SQLite
+        await kvs.copy("primary", "job.1", "primary", "job.2")
+        assert kvs.lookup_value("primary", "job.2.jobspec") == big
+        await kvs.commit_ops("primary", [ops.append("job.1.jobspec", b"+tail")])
+        assert kvs.lookup_value("primary", "job.1.jobspec") == big + b"+tail"
+        # a failed commit on top of an evicted value rolls it back intact
+        with pytest.raises(FluxError):
+            await kvs.commit_ops("primary", [ops.append("job.2.jobspec", b"x"),
+                                             {"key": "", "dirent": None}])
+        assert kvs.lookup_value("primary", "job.2.jobspec") == big
+
+    run(main())
+    kvs.store.close()
+    again = Store(str(tmp_path / "content.sqlite")).load()
+    job = again["primary"].root.entries["job"]
+    assert job.entries["1"].entries["jobspec"].data() == big + b"+tail"
+    assert job.entries["2"].entries["jobspec"].data() == big

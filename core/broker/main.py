@@ -81,7 +81,9 @@ def run_broker(rank, size, attrs, conf, command, created_rundir=None, bootstrap=
     try:
         broker = Broker(rank, size, attrs=attrs, conf=conf, initial_program=command,
                         bootstrap=bootstrap)
-        if os.environ.get("FLUX_BROKER_PROFILE"):
+        if os.environ.get("FLUX_BROKER_TRACEMALLOC"):
+            rc = _traced(broker, os.environ["FLUX_BROKER_TRACEMALLOC"])
+        elif os.environ.get("FLUX_BROKER_PROFILE"):
             rc = _profiled(broker, os.environ["FLUX_BROKER_PROFILE"])
         else:
             rc = asyncio.run(broker.run())
@@ -106,6 +108,40 @@ def _profiled(broker, path: str) -> int:
         return prof.runcall(asyncio.run, broker.run())
     finally:
         prof.dump_stats(f"{path}.{broker.rank}")
+
+
+def _traced(broker, path: str) -> int:
+    """Run the broker under tracemalloc (a developer's aid: FLUX_BROKER_TRACEMALLOC=PATH
+    writes the live allocations by line to PATH.<rank> at exit, before the stop frees them)."""
+    import tracemalloc
+
+    nframes = int(os.environ.get("FLUX_BROKER_TRACEMALLOC_FRAMES", "1"))
+    tracemalloc.start(nframes)
+
+    async def run() -> int:
+        def dump() -> None:
+            import gc
+            if os.environ.get("FLUX_BROKER_TRACEMALLOC_GC"):
+                print("gc collected", gc.collect(), file=sys.stderr)
+            stats = tracemalloc.take_snapshot().statistics(
+                "lineno" if nframes == 1 else "traceback")
+            with open(f"{path}.{broker.rank}", "w") as f:
+                f.write(f"total traced {tracemalloc.get_traced_memory()}\n")
+                for st in stats[:60]:
+                    where = " <- ".join(str(fr) for fr in st.traceback)
+                    f.write(f"{st.size / 1e6:8.2f} MB {st.count:9d} {where}\n")
+
+        orig = broker.shutdown
+
+        async def shutdown(rc: int = 0) -> None:
+            if not broker.shutdown_started:
+                dump()
+            await orig(rc)
+
+        broker.shutdown = shutdown
+        return await broker.run()
+
+    return asyncio.run(run())
 
 
 if __name__ == "__main__":

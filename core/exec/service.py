@@ -20,6 +20,7 @@ from typing import Any
 
 from flux.core.broker.service import NOREPLY, Service, method, payload_of, require
 from flux.core.errors import FluxError
+from flux.core.job.fluid import encode_kvs
 from flux.core.util.fsd import parse_fsd
 
 
@@ -123,6 +124,7 @@ class ExecService(Service):
 
     async def _launch(self, job: ExecJob) -> None:
         try:
+            self._whole_jobspec(job)
             await self.launcher.launch(job)
         except Exception as exc:  # noqa: BLE001 - a failed launch fails the job, not exec
             self.broker.log_exception(f"job-exec: launching {job.id}", exc)
@@ -130,6 +132,19 @@ class ExecService(Service):
                 self.exception(job, "start", f"failed to start job shells: {exc}")
                 self.finished(job, 1 << 8)
                 self.released(job)
+
+    def _whole_jobspec(self, job: ExecJob) -> None:
+        """The job manager passes its jobspec without the environment (as flux-core's
+        does); the shells need the whole one, which the KVS has."""
+        env = ((job.jobspec.get("attributes") or {}).get("system") or {}).get("environment")
+        kvs = getattr(self.broker, "kvs", None)
+        if env is not None or kvs is None:
+            return
+        try:
+            job.jobspec = kvs.lookup_json("primary", f"{encode_kvs(job.id)}.jobspec")
+        except FluxError as exc:
+            if exc.errno != errno.ENOENT:  # a job made without ingest (tests) has none
+                raise
 
     def _run_test(self, job: ExecJob, spec: dict) -> None:
         try:
@@ -143,6 +158,7 @@ class ExecService(Service):
         code = int(spec.get("override-status", 0)) if isinstance(spec, dict) else 0
 
         def done():
+            job.handle = None  # the handle holds this closure: no cycle left for the gc
             if job.id in self.jobs and not job.finished:
                 self.finished(job, code << 8)
                 self.released(job)

@@ -126,8 +126,7 @@ class JobInfoService(Service):
         """(object, None) for what memory holds, else (None, bytes from the KVS)."""
         if key == "eventlog" and not isinstance(job, KVSJob):
             return None, b"".join(eventlog.encode(e) for e in job.eventlog)
-        if key == "jobspec" and job.jobspec is not None:
-            return job.jobspec, None
+        # (the job manager's jobspec lacks the environment: the KVS has the whole one)
         if key == "R" and job.R is not None:
             return job.R, None
         kvs = getattr(self.broker, "kvs", None)

@@ -43,10 +43,34 @@ STATE_BITS = {NEW: 1, DEPEND: 2, PRIORITY: 4, SCHED: 8, RUN: 16, CLEANUP: 32, IN
 USERID_ANY = 0xFFFFFFFF
 
 
-def _val(data: bytes) -> dict:
-    import base64
+def trim_memory() -> None:
+    """Return the C heap's free pages to the system (glibc), at most once a second."""
+    global _last_trim
+    now = time.monotonic()
+    if now - _last_trim < 1.0:
+        return
+    _last_trim = now
+    try:
+        import ctypes
 
-    return {"ver": 1, "type": "val", "data": base64.b64encode(data).decode()}
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
+_last_trim = 0.0
+
+# "t_" + state name, made once (a job records seven of them)
+_T_KEY = {st: "t_" + st.lower() for st in STATE_BITS}
+
+
+def _redact(jobspec: dict) -> None:
+    """Drop what the job manager does not need in memory (the KVS keeps the whole
+    jobspec): the environment, most of a jobspec's bytes."""
+    try:
+        jobspec["attributes"]["system"].pop("environment", None)
+    except (KeyError, TypeError, AttributeError):
+        pass
 
 
 class JobManager(Service):
@@ -91,8 +115,9 @@ class JobManager(Service):
         """Append an event to the job's eventlog and apply its state change."""
         e = eventlog.entry(name, context)
         job.eventlog.append(e)
+        # raw bytes: the in-broker KVS API skips the base64 of a wire dirent
         self._ops.append({"key": kvs_dir(job.id) + ".eventlog", "flags": APPEND,
-                          "dirent": _val(eventlog.encode(e))})
+                          "raw": eventlog.encode(e)})
         self._journal(job, e)
         prev = job.state
         new = next_state(prev, name, context)
@@ -117,7 +142,7 @@ class JobManager(Service):
             self.jobtap.event(job, name, context or {})
         if new != prev:
             job.state = new
-            job.times["t_" + new.lower()] = e["timestamp"]
+            job.times[_T_KEY[new]] = e["timestamp"]
             if self.jobtap is not None:
                 self.jobtap.state(job, new, prev)
             self._enter(job, new, prev)
@@ -395,7 +420,10 @@ class JobManager(Service):
         if job.state != CLEANUP or job.freeing:
             return
         if job.exec_running:
-            asyncio.ensure_future(self._kill_exec(job))
+            # after `finish` the tasks are gone and exec's `release` is on its way;
+            # only a job cut short (an exception while running) needs its tasks killed
+            if job.status is None:
+                asyncio.ensure_future(self._kill_exec(job))
             return
         if job.alloc_pending:
             self.broker.send_internal_noresponse("sched.cancel", {"id": job.id})
@@ -465,8 +493,11 @@ class JobManager(Service):
             except Exception as exc:  # noqa: BLE001 - a plugin's rejection, with its message
                 raise FluxError(errno.EINVAL, str(exc)) from None
         d = kvs_dir(jobid)
-        self._ops.append({"key": d + ".J", "flags": 0, "dirent": _val(J.encode())})
-        self._ops.append({"key": d + ".jobspec", "flags": 0, "dirent": _val(orjson.dumps(jobspec))})
+        self._ops.append({"key": d + ".J", "flags": 0, "raw": J.encode()})
+        self._ops.append({"key": d + ".jobspec", "flags": 0, "raw": orjson.dumps(jobspec)})
+        # as flux-core's job manager, keep the jobspec without its environment: exec reads
+        # the whole one from the KVS when it starts the job's shells
+        _redact(jobspec)
         self.jobs[jobid] = job
         self.max_jobid = max(self.max_jobid, jobid)
         self.post(job, "submit", {"userid": userid, "urgency": urgency, "flags": flags, "version": 1})
@@ -640,7 +671,11 @@ class JobManager(Service):
                 if not f.done():
                     f.set_result(None)
             self.drain_waiters.clear()
-        if not any(j.state in (RUN, CLEANUP) or j.alloc_pending for j in self.jobs.values()):
+            # a burst of jobs is over: give the memory it used back to the system
+            trim_memory()
+        # (scanning the active jobs on every retire would be quadratic in the queue length)
+        if self.idle_waiters and not any(j.state in (RUN, CLEANUP) or j.alloc_pending
+                                         for j in self.jobs.values()):
             for f in self.idle_waiters:
                 if not f.done():
                     f.set_result(None)

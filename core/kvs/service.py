@@ -66,11 +66,11 @@ def _nsname(p: dict, topic: str) -> str:
 class Pending:
     """A change applied in memory, waiting for the next flush to reach the disk."""
 
-    __slots__ = ("ns", "effects", "rollback", "done", "keys", "struct", "sync")
+    __slots__ = ("ns", "effects", "rollback", "done", "keys", "struct", "sync", "evictable")
 
     def __init__(self, ns: str | None, effects: list, rollback: Callable[[], None] | None,
                  done: Callable[[FluxError | None], None] | None, keys=(), struct=(),
-                 sync: bool = False):
+                 sync: bool = False, evictable=()):
         self.ns = ns
         self.effects = effects
         self.rollback = rollback
@@ -78,6 +78,7 @@ class Pending:
         self.keys = keys
         self.struct = struct
         self.sync = sync
+        self.evictable = evictable
 
 
 class Watcher:
@@ -275,7 +276,7 @@ class KVSService(Service):
         self.stats["commits"] += 1
         self.stats["ops"] += len(ops)
         p = Pending(ns.name, txn.effects, rollback, done, txn.keys, txn.struct,
-                    bool(flags & T.SYNC))
+                    bool(flags & T.SYNC), txn.evictable)
         self._queue(p)
         return p
 
@@ -340,7 +341,8 @@ class KVSService(Service):
             else:
                 fut.set_result({"namespace": namespace, "rootseq": ns.rootseq})
 
-        self._queue(Pending(ns.name, txn.effects, rollback, done, txn.keys, txn.struct))
+        self._queue(Pending(ns.name, txn.effects, rollback, done, txn.keys, txn.struct,
+                            evictable=txn.evictable))
         return fut
 
     # ---------------------------------------------------------------- namespaces
@@ -536,6 +538,12 @@ class KVSService(Service):
 
     def _finish(self, batch: list[Pending], touched: dict) -> None:
         self.stats["flushes"] += 1
+        load = self.store.read_value
+        for p in batch:
+            # large values now on disk leave memory, unless changed since (appended)
+            for node, path in p.evictable:
+                if node.nseq == 1 and node.chunks is not None and len(node.chunks) == 1:
+                    node.evict(load, p.ns, path)
         for p in batch:
             if p.done is not None:
                 try:

@@ -72,6 +72,7 @@ class Store:
             raise FluxError(errno.EBUSY, f"{path} is in use by another broker "
                                          "(is another instance using this statedir?)") from None
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._rconn: sqlite3.Connection | None = None
         c = self.conn
         mode = c.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
@@ -149,6 +150,21 @@ class Store:
             parent.entries[name] = node
         return out
 
+    def read_value(self, ns: str, key: str) -> bytes:
+        """A value's bytes as committed (for values evicted from memory).
+
+        Read through a second connection: the writer thread owns the first one, and
+        in WAL mode a reader sees every committed transaction without waiting for it.
+        """
+        if self._rconn is None:
+            self._rconn = sqlite3.connect(self.path, isolation_level=None,
+                                          check_same_thread=False)
+        rows = self._rconn.execute("SELECT data FROM kv WHERE ns=? AND key=? ORDER BY seq",
+                                   (ns, key)).fetchall()
+        if not rows:
+            raise FluxError(errno.EIO, f"{ns}: {key}: value missing from the content store")
+        return b"".join(bytes(r[0] or b"") for r in rows)
+
     def content_load(self, ref: str) -> bytes | None:
         row = self.conn.execute("SELECT data FROM content WHERE ref=?", (ref,)).fetchone()
         return None if row is None else bytes(row[0])
@@ -205,6 +221,8 @@ class Store:
         except sqlite3.Error:
             pass
         self.conn.close()
+        if self._rconn is not None:
+            self._rconn.close()
         os.close(self._lockfd)
 
 

@@ -26,6 +26,7 @@ from flux.core.kvs import treeobj as T
 MISSING = object()
 SYMLINK_MAX = 10  # hops before ELOOP (flux-core's limit)
 INLINE_MAX = 72  # values up to this size appear inline ("val") in hashed directories
+EVICT_MIN = 512  # values this large leave memory once on disk (see Val)
 COLLAPSE_CHUNKS = 256  # join an appended value's chunks in memory beyond this many
 
 # row types on disk
@@ -39,20 +40,43 @@ def err(code: int, key: str, text: str | None = None) -> FluxError:
 
 
 class Val:
-    """A value: a list of chunks (one per put or append) so appends never copy."""
+    """A value: a list of chunks (one per put or append) so appends never copy.
 
-    __slots__ = ("chunks", "size", "nseq", "ref")
+    A value that is on disk may be evicted from memory (`chunks` None, `loc` says how
+    to read it back): the KVS keeps every job's jobspec and J, which would otherwise
+    make the broker's memory grow with the number of jobs.
+    """
+
+    __slots__ = ("chunks", "size", "nseq", "ref", "loc")
 
     def __init__(self, chunks: list[bytes], nseq: int | None = None):
-        self.chunks = chunks
+        self.chunks: list[bytes] | None = chunks
         self.size = sum(map(len, chunks))
         self.nseq = len(chunks) if nseq is None else nseq  # next chunk row number on disk
         self.ref: str | None = None  # cached blobref of the whole value
+        self.loc: tuple | None = None  # (loader, namespace, key) while evicted
+
+    def evict(self, loader: Callable[[str, str], bytes], ns: str, key: str) -> None:
+        """Drop the bytes from memory; they are read back from the store on demand."""
+        self.chunks = None
+        self.loc = (loader, ns, key)
+
+    def _reload(self) -> list[bytes]:
+        """Bring an evicted value back into memory (before it changes)."""
+        if self.chunks is None:
+            loader, ns, key = self.loc
+            self.chunks = [loader(ns, key)]
+            self.loc = None
+        return self.chunks
 
     def data(self) -> bytes:
-        if len(self.chunks) == 1:
-            return self.chunks[0]
-        joined = b"".join(self.chunks)
+        chunks = self.chunks
+        if chunks is None:
+            loader, ns, key = self.loc
+            return loader(ns, key)  # not kept: reads of old values are rare
+        if len(chunks) == 1:
+            return chunks[0]
+        joined = b"".join(chunks)
         self.chunks = [joined]
         return joined
 
@@ -61,6 +85,8 @@ class Val:
         need = self.size - offset
         if need <= 0:
             return b""
+        if self.chunks is None:
+            return self.data()[offset:]
         parts, got = [], 0
         for c in reversed(self.chunks):
             parts.append(c)
@@ -72,7 +98,7 @@ class Val:
         return b[len(b) - need:]
 
     def append(self, data: bytes) -> None:
-        self.chunks.append(data)
+        self._reload().append(data)
         self.size += len(data)
         self.nseq += 1
         self.ref = None
@@ -81,11 +107,14 @@ class Val:
 
     def truncate(self, size: int, nseq: int) -> None:
         self.chunks = [self.data()[:size]]
+        self.loc = None
         self.size = size
         self.nseq = nseq
         self.ref = None
 
     def copy(self) -> Val:
+        if self.chunks is None:
+            return Val([self.data()])
         return Val(list(self.chunks))
 
 
@@ -293,7 +322,7 @@ class Txn:
     whole subtree may have changed (a directory or link was replaced).
     """
 
-    __slots__ = ("ns", "builder", "undo", "effects", "keys", "struct")
+    __slots__ = ("ns", "builder", "undo", "effects", "keys", "struct", "evictable")
 
     def __init__(self, ns: Namespace, builder: NodeBuilder):
         self.ns = ns
@@ -302,6 +331,7 @@ class Txn:
         self.effects: list[tuple] = []
         self.keys: set[str] = set()
         self.struct: set[str] = set()
+        self.evictable: list[tuple[Val, str]] = []  # large new values, evicted once on disk
 
     def rollback(self) -> None:
         for u in reversed(self.undo):
@@ -378,9 +408,12 @@ class Txn:
         nsname = self.ns.name
         t = type(node)
         if t is Val:
-            for i, c in enumerate(node.chunks):
+            chunks = node._reload()
+            for i, c in enumerate(chunks):
                 self.effects.append((INS, nsname, path, i, ROW_VAL, c))
-            node.nseq = len(node.chunks)
+            node.nseq = len(chunks)
+            if node.size >= EVICT_MIN and len(chunks) == 1:
+                self.evictable.append((node, path))
         elif t is Dir:
             self.effects.append((INS, nsname, path, 0, ROW_DIR, None))
             for k, v in node.entries.items():
