@@ -266,3 +266,27 @@ def test_kill_signals_only_shells_it_started(imp, how):
         assert out["self"] == "EPERM"
         assert out["status"] == -signal.SIGKILL
         assert _gone(out["child"], 10)  # SIGKILL takes the shell's whole tree
+
+
+def test_keygen_user_makes_a_private_key_pair():
+    ensure_user("dave")
+    pw = pwd.getpwnam("dave")
+    subprocess.run(["rm", "-rf", os.path.join(pw.pw_dir, ".flux")], check=True)
+    from multiuser_env import BIN, user_keys
+
+    pub = user_keys("dave")
+    priv = pub[:-len(".pub")]
+    st = os.stat(priv)
+    assert st.st_uid == pw.pw_uid and st.st_mode & 0o777 == 0o600
+    assert os.stat(os.path.dirname(priv)).st_mode & 0o777 == 0o700
+    from flux.imp.sign import load_public_key, verify
+
+    with open(pub, "rb") as f:
+        key = load_public_key(f.read())
+    assert verify(J_of("dave"), key, 60)[0]["userid"] == pw.pw_uid
+    # never replaces a key
+    r = subprocess.run([os.path.join(BIN, "flux"), "keygen", "--user"], capture_output=True,
+                       text=True, user=pw.pw_uid, group=pw.pw_gid, cwd="/")
+    assert r.returncode == 1 and "File exists" in r.stderr
+    with open(pub, "rb") as f:
+        assert load_public_key(f.read()).public_bytes_raw() == key.public_bytes_raw()

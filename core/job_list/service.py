@@ -76,7 +76,8 @@ class JobListService(Service):
         self.queue_stats: dict[str, Stats] = {}
         self.waiters: dict[int, list[tuple[Any, tuple[str, ...], int]]] = {}
         conf = broker.conf.get("job-list", {}) if isinstance(broker.conf, dict) else {}
-        self.private = bool(conf.get("private-mode", False))
+        access = broker.conf.get("access", {}) if isinstance(broker.conf, dict) else {}
+        self.private = bool(conf.get("private-mode", access.get("private-mode", False)))
         self.jm = None
 
     async def start(self) -> None:
