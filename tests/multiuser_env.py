@@ -119,18 +119,16 @@ class ImpSetup:
 
 class SystemInstance:
     """A one-broker multi-user instance run by the unprivileged user `owner`, started
-    from a TOML config (`flux start --conf=FILE`), with the IMP set up for `users`.
+    from a TOML config (`flux start --conf=FILE`, its own private rundir, which the
+    broker opens to guests), with the IMP set up for `users`.
     `inst.run(user, "flux", ...)` runs a command as that user with FLUX_URI set."""
 
     def __init__(self, owner: str = "flux", users: tuple = ("alice", "bob"), size: int = 1,
-                 conf: dict | None = None, setattrs: tuple = ()):
+                 conf: dict | None = None, setattrs: tuple = (), with_imp: bool = True):
         self.imp = ImpSetup(owner=owner, users=users)
         pw = pwd.getpwnam(owner)
-        self.rundir = os.path.join(self.imp.dir, "run")
-        os.makedirs(self.rundir, mode=0o755)
-        os.chown(self.rundir, pw.pw_uid, pw.pw_gid)
         data = {"access": {"allow-guest-user": True},
-                "exec": {"imp": self.imp.path},
+                "exec": {"imp": self.imp.path} if with_imp else {},
                 "sign": {"max-ttl": 3600,
                          "keys": {u: user_keys(u) for u in users}}}
         for k, v in (conf or {}).items():
@@ -139,7 +137,7 @@ class SystemInstance:
         with open(self.conf, "w") as f:
             f.write(toml(data))
         os.chmod(self.conf, 0o644)
-        cmd = [os.path.join(BIN, "flux"), "start", f"--test-size={size}", f"--rundir={self.rundir}",
+        cmd = [os.path.join(BIN, "flux"), "start", f"--test-size={size}",
                f"--conf={self.conf}", *[f"-S{a}" for a in setattrs], "--", sys.executable, "-c",
                "import os,sys; print(os.environ['FLUX_URI'], flush=True); sys.stdin.read()"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -231,10 +231,21 @@ out["after"] = h.rpc("broker.ping", {"seq": 1}).get()["seq"]
 
 
 def test_guest_jobs_need_an_imp():
-    s = SystemInstance(owner="flux", users=("alice",), conf={"exec": {"imp": ""}})
+    s = SystemInstance(owner="flux", users=("alice",), with_imp=False)
     try:
         r = s.flux("alice", "run", "true")
         assert r.returncode != 0 and "need an IMP" in r.stderr, r.stderr
         assert ok(s.flux("flux", "run", "id", "-u")).strip() == str(uid("flux"))
+    finally:
+        s.stop()
+
+
+@pytest.mark.slow
+def test_guest_job_spans_two_brokers():
+    # every rank's broker asks the IMP with the same J: one use per rank is no replay
+    s = SystemInstance(owner="flux", users=("alice",), size=2)
+    try:
+        out = ok(s.flux("alice", "run", "-N2", "-n2", "--label-io", "id", "-u"))
+        assert sorted(out.splitlines()) == [f"0: {uid('alice')}", f"1: {uid('alice')}"]
     finally:
         s.stop()

@@ -317,8 +317,13 @@ class LocalConnector:
             os.unlink(self.path)
         loop = asyncio.get_running_loop()
         self.server = await loop.create_unix_server(lambda: LocalClient(self), self.path)
-        mode = 0o777 if self.broker.conf.get("access", {}).get("allow-guest-user") else 0o700
-        os.chmod(self.path, mode)
+        guests = self.broker.conf.get("access", {}).get("allow-guest-user")
+        os.chmod(self.path, 0o777 if guests else 0o700)
+        if guests:  # guests must reach the socket; who may do what is checked per request
+            d = os.path.dirname(self.path)
+            st = os.stat(d)
+            if st.st_uid == os.getuid() and st.st_mode & 0o011 != 0o011:
+                os.chmod(d, st.st_mode | 0o011)
         a.set("local-uri", uri, 1)
 
     def close(self) -> None:
