@@ -164,6 +164,9 @@ async def run(jobid: int, status_fd: int | None) -> int:
             raw = base64.b64decode(data) if p.get("encoding") == "base64" else data.encode()
             shell.stdin(p.get("rank", "all"), raw, bool(p.get("eof")))
             conn.respond(msg, {})
+        elif shell is not None and msg.topic.startswith(shell.service + "."):
+            # methods plugins registered (e.g. the PMI exchange between shells)
+            shell.service_request(msg.topic[len(shell.service) + 1:], msg)
         else:
             conn.respond_error(msg, errno.ENOSYS, f"No service matching {msg.topic}")
 

@@ -335,3 +335,56 @@ def test_start_noexec_single():
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("flux.core.broker.main -Sa=1 -- true")
+
+
+def test_standalone_shells_exchange(make_instance, kvs_script):
+    """Two `flux-shell JOBID` processes (the way guest jobs run), one per broker rank,
+    serve one job's PMI: the exchange goes through the leader shell's own service."""
+    import base64
+    import subprocess
+
+    import flux
+    import orjson
+    from flux.core.job.fluid import encode_kvs
+    from flux.job import JobspecV1
+
+    inst = wide(make_instance, 2)
+    h = flux.Flux(inst.uri)
+    jobid = 0x4321
+    d = encode_kvs(jobid)
+    spec = JobspecV1.from_command([sys.executable, kvs_script], num_tasks=2, num_nodes=2)
+    spec.cwd = os.getcwd()
+    spec.environment = dict(inst.env)
+    R = {"version": 1, "execution": {
+        "R_lite": [{"rank": "0-1", "children": {"core": "0"}}],
+        "nodelist": ["pmi[0-1]"], "starttime": 0, "expiration": 0}}
+
+    def val(obj):
+        return {"ver": 1, "type": "val", "data": base64.b64encode(orjson.dumps(obj)).decode()}
+
+    h.rpc("kvs.commit", {"namespace": "primary", "flags": 0, "ops": [
+        {"key": f"{d}.jobspec", "flags": 0, "dirent": val(spec.jobspec)},
+        {"key": f"{d}.R", "flags": 0, "dirent": val(R)}]}).get()
+    h.rpc("kvs.namespace-create", {"namespace": f"job-{jobid}", "owner": os.getuid(),
+                                   "flags": 0}).get()
+    exe = os.path.join(os.path.dirname(sys.executable), "flux-shell")
+    try:
+        procs = []
+        for rank in (1, 0):  # the follower first: it must wait for the leader
+            env = dict(inst.env, FLUX_URI=f"local://{inst.rundir}/local-{rank}")
+            procs.append(subprocess.Popen([exe, str(jobid)], env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))
+        for p in procs:
+            _out, err = p.communicate(timeout=90)
+            assert p.returncode == 0, err
+        out = base64.b64decode(
+            h.rpc("kvs.lookup", {"key": "output", "namespace": f"job-{jobid}", "flags": 0})
+            .get()["val"]["data"]).decode()
+        results = [json.loads(orjson.loads(line)["context"]["data"])
+                   for line in out.splitlines()
+                   if "data" in orjson.loads(line)["context"]]
+        assert sorted(r["rank"] for r in results) == [0, 1]
+        for r in results:
+            assert r["after"] == ["v-0", "v-1"] and r["mapping"] == "(vector,(0,2,1))"
+    finally:
+        h.rpc("kvs.namespace-remove", {"namespace": f"job-{jobid}"}).get()

@@ -168,8 +168,18 @@ def shell_init(shell):
     trace = None
     if _opt(shell, "verbose", 0) and int(_opt(shell, "verbose", 0)) >= 2:
         trace = shell.log_local
+    ex = Exchange(shell)
+
+    async def exchange(local: dict) -> dict:
+        try:
+            return await ex(local)
+        except Exception as exc:
+            # the other shells wait for us forever otherwise: the job cannot go on
+            shell.die(1, f"pmi: barrier exchange with the leader shell failed: {exc}")
+            raise
+
     server = SimpleServer(shell.jobid_f58, size=info.ntasks, nlocal=len(shell.tasks),
-                          exchange=Exchange(shell), preload=preload, on_abort=on_abort,
+                          exchange=exchange, preload=preload, on_abort=on_abort,
                           trace=trace)
     state = PMIState(shell, server)
     shell.aux["pmi"] = state
