@@ -24,6 +24,7 @@ from flux.core.resource.graph.vertex import Vertex
 from flux.core.util import idset as _idset
 
 CONTAINMENT = "containment"
+_BIG = 1 << 62
 #: vertex types that get per-type planners (pruning over time), besides the root
 PLANNED_TYPES = frozenset(("node",))
 
@@ -182,6 +183,28 @@ class ResourceGraph:
     def _init_plans(self, v: Vertex) -> None:
         if v.kids and (v.type in PLANNED_TYPES or v is self.root):
             v.plans = {t: Planner(n) for t, n in v.total.items() if t in self._leaf_types}
+        if v.type == "node" and v.mall is None:
+            mall: dict[str, int] = {}
+            count: dict[str, int] = {}
+            for leaf in v.leaves():
+                if leaf.size == 1 and leaf is not v:
+                    b = count.get(leaf.type, 0)
+                    count[leaf.type] = b + 1
+                    leaf.bit = b
+                    mall[leaf.type] = mall.get(leaf.type, 0) | (1 << b)
+            v.mall = mall
+            v.mjobs = {}
+
+    def usable(self, node: Vertex, t: float, end: float) -> dict[str, int]:
+        """Unit leaves of each type under `node` that no job holds during [t, end)."""
+        busy: dict[str, int] = {}
+        for s, e, masks in node.mjobs.values():
+            if s < end and e > t:
+                for ty, m in masks.items():
+                    busy[ty] = busy.get(ty, 0) | m
+        if not busy:
+            return {ty: m.bit_count() for ty, m in node.mall.items()}
+        return {ty: (m & ~busy.get(ty, 0)).bit_count() for ty, m in node.mall.items()}
 
     def _refresh_types(self) -> None:
         leaf, linked, allt = set(), set(), set()
@@ -331,6 +354,8 @@ class ResourceGraph:
         if duration is None:
             duration = req.duration
         start, d = window(now, duration)
+        if not self.satisfiable(req)[0]:
+            return None
         t0 = time.perf_counter()
         w = None
         for t in self._candidate_times(req, start, d):
@@ -346,16 +371,20 @@ class ResourceGraph:
 
     def _candidate_times(self, req: Request, now: float, d: float) -> Iterable[float]:
         """now, then each time a span ends, skipping times at which the root's planners
-        show too few units of a needed type."""
+        or the nodes' free units show the request cannot fit."""
         root = self.root
         need = {t: n for t, n in req.counts().items() if root.plans and t in root.plans}
         ends = {now}
         for job in self.jobs.values():
             if now < job.end < math.inf:
                 ends.add(job.end)
+        sweep = _ShapeSweep.make(self, req, d)
         for t in sorted(ends):
-            if all(root.plans[ty].avail_during(t, d) >= n for ty, n in need.items()):
-                yield t
+            if not all(root.plans[ty].avail_during(t, d) >= n for ty, n in need.items()):
+                continue
+            if sweep is not None and not sweep.ok(t):
+                continue
+            yield t
 
     def satisfiable(self, req: Request | dict) -> tuple[bool, str]:
         """Could the request ever be met by this graph (ignoring use and drained state)?
@@ -364,6 +393,14 @@ class ResourceGraph:
             req = self._request(req)
         except ValueError as exc:
             return False, str(exc)
+        c = req._sat
+        if c is not None and c[0] is self and c[1] == self._gen:
+            return c[2]
+        out = self._satisfiable(req)
+        req._sat = (self, self._gen, out)
+        return out
+
+    def _satisfiable(self, req: Request) -> tuple[bool, str]:
         root = self.root
         for t, n in req.counts().items():
             have = root.total.get(t, 0) if t in self._contained_types else sum(
@@ -410,6 +447,7 @@ class ResourceGraph:
             p = node.plans.get(ty)
             if p is not None:
                 spans.append((p, p.add_span(start, end, amt), node))
+        self._record_masks(jobid, start, end, units)
         rplans = self.root.plans or {}
         for ty, amt in per_type.items():
             p = rplans.get(ty)
@@ -421,6 +459,17 @@ class ResourceGraph:
         if reserved:
             self._nresv += 1
         return alloc
+
+    def _record_masks(self, jobid: int, start: float, end: float, units: dict) -> None:
+        per: dict[Vertex, dict[str, int]] = {}
+        for leaf in units:
+            if leaf.bit >= 0:
+                m = per.get(leaf.node)
+                if m is None:
+                    m = per[leaf.node] = {}
+                m[leaf.type] = m.get(leaf.type, 0) | (1 << leaf.bit)
+        for node, m in per.items():
+            node.mjobs[jobid] = (start, end, m)
 
     # ============================================================ releasing
     def free(self, jobid: int, ranks: Iterable[int] | str | None = None) -> None:
@@ -436,6 +485,8 @@ class ResourceGraph:
         del self.jobs[jobid]
         for p, sid, _v in alloc.spans:
             p.rem_span(sid)
+        for node in {u.node for u in alloc.units if u.bit >= 0}:
+            node.mjobs.pop(jobid, None)
         if alloc.reserved:
             self._nresv -= 1
         else:
@@ -470,6 +521,8 @@ class ResourceGraph:
             else:
                 final.append((p, sid, v))
         alloc.spans = final
+        for node in {u.node for u in gone if u.bit >= 0}:
+            node.mjobs.pop(alloc.jobid, None)
         for u in gone:
             amt = alloc.units.pop(u)
             if not alloc.reserved:
@@ -839,6 +892,87 @@ class ResourceGraph:
         if used != v.used:
             raise InconsistentGraph(f"{v.path()}: used {v.used}, expected {used}")
         return total, free, used
+
+
+class _ShapeSweep:
+    """For a request of one top-level slot or node: sweep the candidate start times
+    in order, keeping per node the jobs whose window overlaps [t, t+d) and from them
+    the node's exact count of free unit leaves, so a start time where too few nodes
+    (or slots) fit is skipped without walking the graph."""
+
+    def __init__(self, graph: ResourceGraph, nodes: list[Vertex], need: tuple, count: int,
+                 is_slot: bool, excl: bool, d: float):
+        self.need = need
+        self.count = count
+        self.is_slot = is_slot
+        self.excl = excl
+        enter, leave = [], []
+        i = 0
+        for v in nodes:
+            for jobid, (s, e, masks) in v.mjobs.items():
+                enter.append((s - d, i, v, jobid, masks))
+                leave.append((e, i, v, jobid))
+                i += 1
+        enter.sort(key=lambda x: (x[0], x[1]))
+        leave.sort(key=lambda x: (x[0], x[1]))
+        self.enter, self.leave = enter, leave
+        self.ie = self.il = 0
+        self.active: dict[Vertex, dict] = {v: {} for v in nodes}
+        self.cap = {v: self._capacity(v) for v in nodes}
+        self.total = sum(self.cap.values())
+
+    @classmethod
+    def make(cls, graph: ResourceGraph, req: Request, d: float) -> _ShapeSweep | None:
+        if len(req.resources) != 1:
+            return None
+        top = req.resources[0]
+        if top.type not in ("slot", "node"):
+            return None
+        need = graph._need_of(top)
+        if not need:
+            return None
+        cons = req.constraint
+        nodes = [v for v in graph.by_rank.values()
+                 if v.mall is not None and not graph._eff_down(v) and (cons is None or cons(v))]
+        excl = top.type == "node" and (top.exclusive or graph.policy.node_exclusive)
+        return cls(graph, nodes, need, top.lo, top.type == "slot", excl, d)
+
+    def _capacity(self, v: Vertex) -> int:
+        busy: dict[str, int] = {}
+        for masks in self.active[v].values():
+            for ty, m in masks.items():
+                busy[ty] = busy.get(ty, 0) | m
+        mall = v.mall
+        k = _BIG
+        for ty, n in self.need:
+            m = mall.get(ty)
+            a = (m & ~busy.get(ty, 0)).bit_count() if m is not None else v.total.get(ty, 0)
+            if a < n:
+                return 0
+            if a // n < k:
+                k = a // n
+        if self.excl and busy:
+            return 0
+        return k if self.is_slot else 1
+
+    def ok(self, t: float) -> bool:
+        enter, leave, active = self.enter, self.leave, self.active
+        dirty = set()
+        while self.ie < len(enter) and enter[self.ie][0] < t:
+            _k, _i, v, jobid, masks = enter[self.ie]
+            active[v][jobid] = masks
+            dirty.add(v)
+            self.ie += 1
+        while self.il < len(leave) and leave[self.il][0] <= t:
+            _e, _i, v, jobid = leave[self.il]
+            active[v].pop(jobid, None)
+            dirty.add(v)
+            self.il += 1
+        for v in dirty:
+            c = self._capacity(v)
+            self.total += c - self.cap[v]
+            self.cap[v] = c
+        return self.total >= self.count
 
 
 def _ranks(ranks: Any) -> set[int]:

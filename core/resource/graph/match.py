@@ -59,7 +59,7 @@ def _untake(leaf, amt: int) -> None:
 class Walk:
     __slots__ = ("graph", "mode", "t", "d", "log", "taken", "prune", "spans_matter",
                  "node_filter", "policy", "dynamic", "node_excl", "linked", "contained",
-                 "gen", "track")
+                 "gen", "track", "cursor", "ucache", "ntaken")
 
     def __init__(self, graph, mode: int, t: float, duration: float, node_filter=None):
         self.graph = graph
@@ -78,6 +78,9 @@ class Walk:
         self.linked = graph._linked_types
         self.contained = graph._contained_types
         self.gen = graph._gen
+        self.cursor: dict = {}  # (vertex, type) -> children before this index are used up
+        self.ucache: dict = {}  # FUTURE: node -> its unit leaves free over the window
+        self.ntaken: dict = {}  # FUTURE: (node, type) -> units taken there by this walk
 
     # ------------------------------------------------------------ bookkeeping
     def need(self, req: ReqNode) -> tuple:
@@ -90,11 +93,16 @@ class Walk:
     def take(self, leaf, amt: int) -> None:
         if self.mode == NOW:
             _take(leaf, amt)
+        elif leaf.bit >= 0 and self.mode == FUTURE:
+            k = (leaf.node, leaf.type)
+            self.ntaken[k] = self.ntaken.get(k, 0) + amt
         if self.track:
             self.taken[leaf] = self.taken.get(leaf, 0) + amt
         self.log.append((leaf, amt))
 
     def rollback(self, mark: int) -> None:
+        if self.cursor:
+            self.cursor = {}
         log = self.log
         now = self.mode == NOW
         while len(log) > mark:
@@ -109,6 +117,8 @@ class Walk:
                     continue
                 if now:
                     _untake(leaf, amt)
+                elif leaf.bit >= 0 and self.mode == FUTURE:
+                    self.ntaken[(leaf.node, leaf.type)] -= amt
                 if self.track:
                     self.taken[leaf] -= amt
 
@@ -123,10 +133,18 @@ class Walk:
             if self.spans_matter and a > 0 and u.plan is not None and u.plan.spans:
                 a = min(a, u.plan.avail_during(self.t, self.d) - self.taken.get(u, 0))
             return a
-        a = u.size - self.taken.get(u, 0)
-        if mode == FUTURE:
-            if u.plan is not None and u.plan.spans:
-                a = min(a, u.plan.avail_during(self.t, self.d) - self.taken.get(u, 0))
+        taken = self.taken.get(u, 0)
+        a = u.size - taken
+        if mode == FUTURE and a > 0:
+            p = u.plan
+            if p is not None and p.spans:
+                if u.size == 1:  # the common case: any overlapping span makes it busy
+                    t, end = self.t, self.t + self.d
+                    for s, e, _n in p.spans.values():
+                        if s < end and e > t:
+                            return 0
+                    return a
+                a = min(a, p.avail_during(self.t, self.d) - taken)
         return a
 
     def fits(self, u, need: tuple) -> bool:
@@ -139,6 +157,22 @@ class Walk:
             return True
         tot = u.total
         plans = u.plans if mode == FUTURE else None
+        if plans is not None and u.mall is not None:
+            # a node: exact counts of its unit leaves free over the window
+            us = self.ucache.get(u)
+            if us is None:
+                us = self.ucache[u] = self.graph.usable(u, self.t, self.t + self.d)
+            nt = self.ntaken
+            for t, n in need:
+                if t in us:
+                    if us[t] - nt.get((u, t), 0) < n:
+                        return False
+                elif t in plans:
+                    if plans[t].avail_during(self.t, self.d) < n:
+                        return False
+                elif tot.get(t, 0) < n:
+                    return False
+            return True
         for t, n in need:
             if plans is not None and t in plans:
                 if plans[t].avail_during(self.t, self.d) < n:
@@ -213,24 +247,47 @@ class Walk:
         if T == "slot" and v.node is not None:
             return self.slots(v, req, want)
         kids = v.kids
-        if self.dynamic:
+        dynamic = self.dynamic
+        if dynamic:
             kids = self.policy.order(self, v, kids, req, want)
+            start = 0
+        else:
+            # children known to be used up for T earlier in this walk are skipped
+            cursor = self.cursor
+            key = (v, T)
+            start = cursor.get(key, 0)
+            if start:
+                kids = kids[start:]
+        lead = start
+        i = start - 1
         need = self.need(req) if self.prune else ()
         contained = T in self.contained
         node_filter = self.node_filter
+        skip_down = self.mode != SAT
         found = 0
         for u in kids:
-            if u.down and self.mode != SAT:
+            i += 1
+            if u.down and skip_down:
+                if lead == i:
+                    lead += 1
                 continue
             ut = u.type
             if ut == T:
                 if not u.kids:
                     a = self.leaf_avail(u)
-                    if a <= 0 or (req.exclusive and a < u.size):
+                    if a <= 0:
+                        if lead == i:
+                            lead += 1
                         continue
                     rest = want - found
-                    self.take(u, a if a < rest else rest)
-                    found += a if a < rest else rest
+                    if a <= rest:
+                        self.take(u, a)
+                        found += a
+                        if lead == i:
+                            lead += 1
+                    else:
+                        self.take(u, rest)
+                        found += rest
                 else:
                     if need and not self.fits(u, need):
                         continue
@@ -256,9 +313,13 @@ class Walk:
                         continue
                 found += self.collect(u, req, want - found)
             else:
+                if lead == i:
+                    lead += 1
                 continue
             if found >= want:
                 break
+        if lead > start and not dynamic:
+            self.cursor[key] = lead
         if found < want and v.links and T in self.linked:
             found += self._collect_linked(v, req, want - found)
         return found
@@ -270,7 +331,7 @@ class Walk:
             if u.type != req.type or u.kids or (self.mode != SAT and self.graph._eff_down(u)):
                 continue
             a = self.leaf_avail(u)
-            if a <= 0 or (req.exclusive and a < u.size):
+            if a <= 0:
                 continue
             n = min(a, want - found)
             if self.mode == NOW:
@@ -313,6 +374,8 @@ class Walk:
         need = self.need(req) if self.prune else ()
         n = 0
         log = self.log
+        if want > 1:
+            n = self._slots_batch(v, req, want)
         while n < want:
             if need and not self.fits(v, need):
                 break
@@ -324,6 +387,46 @@ class Walk:
             n += 1
             log.append((_SLOT, 1))
         return n
+
+    def _slots_batch(self, v, req: ReqNode, want: int) -> int:
+        """Place k slots at once when each slot is a fixed count of leaf resources:
+        taking k*c units in policy order takes the same units as k slots one by one."""
+        kids = req._batch
+        if kids is None or kids[0] != self.gen:
+            leafy = self.graph._leaf_types
+            ok = all(c.type in leafy and c.lo == c.hi and not c.children for c in req.children)
+            kids = (self.gen, tuple((c, c.type, c.lo) for c in req.children) if ok else None)
+            req._batch = kids
+        kids = kids[1]
+        if kids is None:
+            return 0
+        k = want
+        mode = self.mode
+        if mode == NOW:
+            f = v.free
+            for _c, ty, cnt in kids:
+                if cnt:
+                    k = min(k, f.get(ty, 0) // cnt)
+        elif mode == FUTURE and v.mall is not None:
+            us = self.ucache.get(v)
+            if us is None:
+                us = self.ucache[v] = self.graph.usable(v, self.t, self.t + self.d)
+            for _c, ty, cnt in kids:
+                if cnt and ty in us:
+                    k = min(k, (us[ty] - self.ntaken.get((v, ty), 0)) // cnt)
+        while k > 1:  # each retry lowers k to what the first short child type allowed
+            mark = len(self.log)
+            for c, _ty, cnt in kids:
+                m = cnt * k
+                got = self.collect(v, c, m) if m else 0
+                if got < m:
+                    self.rollback(mark)
+                    k = got // cnt
+                    break
+            else:
+                self.log.extend([(_SLOT, 1)] * k)
+                return k
+        return 0
 
     # ---------------------------------------------------------------- result
     def units(self) -> tuple[dict, list, int]:

@@ -23,7 +23,7 @@ class ReqNode:
     holding `children`. `lo..hi` is the allowed count (hi None: as many as there are)."""
 
     __slots__ = ("type", "lo", "hi", "operator", "operand", "values", "exclusive",
-                 "children", "label", "unit", "_need")
+                 "children", "label", "unit", "_need", "_batch")
 
     def __init__(self, type: str, lo: int, hi: int | None = None, exclusive: bool = False,
                  children: tuple = (), label: str | None = None, operator: str = "+",
@@ -38,7 +38,8 @@ class ReqNode:
         self.children: tuple[ReqNode, ...] = tuple(children)
         self.label = label
         self.unit = unit
-        self._need: Any = None
+        self._need: Any = None  # matcher caches, per graph generation
+        self._batch: Any = None
 
     @property
     def fixed(self) -> bool:
@@ -148,7 +149,7 @@ class Request:
     """A jobspec's resource request: `resources` (top-level ReqNodes), `constraint`,
     `duration` (seconds, 0 = unlimited)."""
 
-    __slots__ = ("resources", "constraint", "duration", "jobspec")
+    __slots__ = ("resources", "constraint", "duration", "jobspec", "_sat")
 
     def __init__(self, resources: list[ReqNode], constraint: Constraint | None = None,
                  duration: float = 0.0, jobspec: dict | None = None):
@@ -158,6 +159,7 @@ class Request:
         self.constraint = constraint
         self.duration = duration
         self.jobspec = jobspec
+        self._sat = None  # (graph, generation, (ok, reason)): satisfiable() cache
 
     @classmethod
     def from_jobspec(cls, jobspec: Any) -> Request:

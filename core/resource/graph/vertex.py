@@ -23,7 +23,7 @@ from typing import Any
 class Vertex:
     __slots__ = ("uid", "type", "basename", "name", "id", "rank", "size", "unit",
                  "properties", "down", "parent", "kids", "links", "node", "depth",
-                 "total", "free", "used", "plan", "plans")
+                 "total", "free", "used", "plan", "plans", "bit", "mall", "mjobs")
 
     def __init__(self, uid: int, type: str, basename: str, name: str, id: int, rank: int = -1,
                  size: int = 1, unit: str = "", properties: dict[str, str] | None = None):
@@ -47,6 +47,13 @@ class Vertex:
         self.used = 0
         self.plan: Any = None  # Planner of a pool vertex, created on first span
         self.plans: dict[str, Any] | None = None  # per-type planners of node/root vertices
+        # unit leaves (size 1) have a bit within their node, per type; a node keeps the
+        # mask of all its units per type (`mall`) and, per job, the units it holds there
+        # with the job's time window (`mjobs`: jobid -> (start, end, {type: mask})), so
+        # "how many cores of this node are free over [t, t+d)" is a few ORs and a popcount.
+        self.bit = -1
+        self.mall: dict[str, int] | None = None
+        self.mjobs: dict[int, tuple] | None = None
 
     @property
     def leaf(self) -> bool:
