@@ -73,6 +73,7 @@ def cmd_exec(conf: dict, args: list[str]) -> int:
     allowed = conf.get("exec", {}).get("allowed-shells", [])
     if not os.path.isabs(shell) or shell not in allowed:
         raise ImpError(f"shell {shell} is not in exec.allowed-shells")
+    check_secure(shell, "shell")  # else the caller could swap in its own program
     try:
         req = json.loads(sys.stdin.buffer.read(MAX_INPUT))
         J, opts = req["J"], req.get("options") or {}
@@ -84,7 +85,7 @@ def cmd_exec(conf: dict, args: list[str]) -> int:
         pw = pwd.getpwuid(header["userid"])
     except SignError as exc:
         raise ImpError(str(exc)) from None
-    except KeyError:
+    except (KeyError, OverflowError, ValueError):
         raise ImpError(f"J is signed by uid {header['userid']}, unknown here") from None
     if pw.pw_uid == 0:
         raise ImpError("jobs never run as root")

@@ -290,3 +290,16 @@ def test_keygen_user_makes_a_private_key_pair():
     assert r.returncode == 1 and "File exists" in r.stderr
     with open(pub, "rb") as f:
         assert load_public_key(f.read()).public_bytes_raw() == key.public_bytes_raw()
+
+
+def test_refuses_a_shell_others_can_change(imp):
+    shell = os.path.join(imp.dir, "myshell")
+    with open(shell, "w") as f:
+        f.write("#!/bin/sh\nid -u\n")
+    os.chmod(shell, 0o777)
+    allow_shell(imp, shell)
+    r = call(imp, "flux", "exec", shell, J=J_of("alice"))
+    assert r.returncode == 1 and "writable by group or others" in r.stderr
+    os.chmod(shell, 0o755)
+    r = call(imp, "flux", "exec", shell, J=J_of("alice"))
+    assert r.returncode == 0 and r.stdout.strip() == str(pwd.getpwnam("alice").pw_uid)
