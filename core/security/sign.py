@@ -41,9 +41,12 @@ class Verifier:
         self.allowed = sign.get("allowed-types", ["ed25519"] if imp else ["none", "ed25519"])
         self.keys = sign.get("keys", {})
         self.max_ttl = sign.get("max-ttl", 1209600)
+        self.error = ""  # a bad [sign] refuses every guest job, naming it; the broker stays up
         if not isinstance(self.allowed, list) or not isinstance(self.keys, dict) \
                 or not isinstance(self.max_ttl, int | float):
-            raise ValueError("[sign]: allowed-types must be a list, keys a table, max-ttl a number")
+            self.error = ("instance configuration error: [sign] allowed-types must be a list, "
+                          "keys a table, max-ttl a number")
+            self.allowed, self.keys = [], {}
         self.cache: dict[str, tuple[float, object]] = {}
 
     def _key(self, userid: int):
@@ -81,6 +84,8 @@ class Verifier:
             if sig != "none":
                 raise SignError("a J of mechanism 'none' must have the signature 'none'")
             return payload
+        if self.error and not owner:
+            raise SignError(self.error)
         if mech != MECH or mech not in self.allowed and not owner:
             allowed = ", ".join(self.allowed)
             raise SignError(f"signing mechanism '{mech}' is not accepted (allowed: {allowed}); "
