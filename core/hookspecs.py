@@ -53,6 +53,11 @@ class BrokerSpec:
     def broker_shutdown(self, broker: Any) -> None:
         """The broker is shutting down (services still present)."""
 
+    @hookspec
+    def broker_cleanup(self, broker: Any) -> Any:
+        """Rank 0, as shutdown begins (before any broker leaves): return an awaitable
+        to finish work first (running jobs are canceled and waited for), or None."""
+
 
 class IngestSpec:
     """Group `flux.ingest`: every submitted jobspec passes through these."""

@@ -209,3 +209,16 @@ class BrokerPlugins:
 
     def broker_shutdown(self) -> None:
         self._notify("broker_shutdown")
+
+    async def broker_cleanup(self) -> None:
+        """Await what each plugin's broker_cleanup returns (errors are logged)."""
+        import inspect
+
+        for name, res, exc in call_each(self.pm, "broker_cleanup", broker=self.broker):
+            if exc is None and inspect.isawaitable(res):
+                try:
+                    await res
+                except Exception as e:  # noqa: BLE001
+                    exc = e
+            if exc is not None:
+                self.broker.log_exception(f"plugin {name}: broker_cleanup failed", exc)

@@ -43,12 +43,13 @@ def default_uri() -> str:
     return os.environ.get("FLUX_URI") or "local:///run/flux/local"
 
 
-def _path_of(url: str) -> str:
-    if url.startswith("local://"):
-        return url[len("local://"):]
-    if "://" not in url:
-        return url
-    raise FluxError(errno.EINVAL, f"unsupported URI scheme in '{url}' (this client speaks local://)")
+def _path_of(url: str) -> str | None:
+    """The socket path of a URI (None: an ssh:// URI of another host, see flux.connect)."""
+    if url.startswith("local://") or "://" not in url:
+        return url[len("local://"):] if url.startswith("local://") else url
+    from flux.connect import socket_path
+
+    return socket_path(url)
 
 
 class Watcher:
@@ -173,9 +174,16 @@ class Flux:
             url = url.decode()
         self.url = url or default_uri()
         path = _path_of(self.url)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._relay = None
+        if path is None:
+            from flux.connect import ssh_relay
+
+            self.sock, self._relay = ssh_relay(self.url)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.sock.connect(path)
+            if path is not None:
+                self.sock.connect(path)
             status = self._recv_exact(1)
         except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
             self.sock.close()
@@ -532,6 +540,8 @@ class Flux:
             except Exception:  # noqa: BLE001
                 pass
             self.sock.close()
+            if self._relay is not None:
+                self._relay.wait()
 
     def __enter__(self):
         return self

@@ -468,8 +468,11 @@ class Broker:
             return
         self.shutdown_started = True
         self.exit_code = rc
-        self.state = "shutdown"
         try:
+            if self.rank == 0 and self.plugins is not None and self.state == "run":
+                self.state = "cleanup"
+                await self.plugins.broker_cleanup()
+            self.state = "shutdown"
             if self.overlay is not None:
                 await self.overlay.shutdown_children()
             self.state = "finalize"

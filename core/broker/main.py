@@ -14,7 +14,8 @@ import shutil
 import sys
 import tempfile
 
-from flux.core.config import apply_conf_arg, load_dir
+from flux.core.broker import enclosing
+from flux.core.config import apply_conf_arg, load_dir, load_file
 
 
 def parse_attr(s: str) -> tuple[str, str]:
@@ -36,12 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _load_config_path(path: str) -> dict:
+    """-c: a directory of TOML/JSON files, or one such file (`flux batch --conf`
+    hands the broker `{{tmpdir}}/conf.json`)."""
+    if os.path.isfile(path):
+        return load_file(path)
+    return load_dir(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from flux.core.errors import FluxError
 
     try:
-        conf = load_dir(args.config_path) if args.config_path else {}
+        conf = _load_config_path(args.config_path) if args.config_path else {}
         for c in args.conf:
             apply_conf_arg(conf, c)
     except FluxError as exc:
@@ -59,8 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         attrs.setdefault(k, v)
     rank, size = boot.rank, boot.size
     created_rundir = None
+    in_job = args.boot_rank is None and enclosing.job_attrs(os.environ)
+    if in_job:  # a job's task: a child instance of the job's instance
+        for k, v in in_job.items():
+            attrs.setdefault(k, v)
     if "rundir" not in attrs:
-        created_rundir = tempfile.mkdtemp(prefix="flux-")
+        created_rundir = (in_job and enclosing.job_rundir(os.environ)) or \
+            tempfile.mkdtemp(prefix="flux-")
         attrs["rundir"] = created_rundir
     command = args.command
     if command and command[0] == "--":

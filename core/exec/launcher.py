@@ -234,6 +234,13 @@ class ShellLauncher(Launcher):
         if task is None or state.first_exit is not None:
             return b""
         state.first_exit = task
+        if task.get("signaled") and state.job.critical is not None and not state.job.signaled:
+            import signal
+
+            sig = task["signaled"]
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else sig
+            self.exec.exception(state.job, "exec", f"child instance broker (task {task.get('rank')})"
+                                                   f" died: killed by signal {name}")
         ts = task.get("timestamp")
         ctx = {k: v for k, v in task.items() if k != "timestamp"}
         if (state.exit_timeout is not None and not state.finalizing

@@ -21,12 +21,13 @@ from typing import Any
 from flux.core.broker.service import NOREPLY, Service, method, payload_of, require
 from flux.core.errors import FluxError
 from flux.core.job.fluid import encode_kvs
+from flux.core.message import ROLE_OWNER
 from flux.core.util.fsd import parse_fsd
 
 
 class ExecJob:
     __slots__ = ("id", "userid", "jobspec", "R", "msg", "handle", "timer", "kill_timer",
-                 "finished", "killed", "exception_sent")
+                 "finished", "killed", "exception_sent", "critical", "signaled")
 
     def __init__(self, jobid: int, userid: int, jobspec: dict, R: dict, msg):
         self.id, self.userid, self.jobspec, self.R, self.msg = jobid, userid, jobspec, R, msg
@@ -36,6 +37,8 @@ class ExecJob:
         self.finished = False
         self.killed = 0
         self.exception_sent = False
+        self.critical: str | None = None  # set when the job is a child instance
+        self.signaled = 0  # the last signal exec sent the job
 
 
 class Launcher:
@@ -174,6 +177,7 @@ class ExecService(Service):
         self._signal(job, 14)  # SIGALRM, as flux-core sends at the time limit
 
     def _signal(self, job: ExecJob, signum: int) -> None:
+        job.signaled = signum
         if isinstance(job.handle, asyncio.TimerHandle):  # test mode: "processes" die at once
             job.handle.cancel()
             self.finished(job, signum)
@@ -194,6 +198,21 @@ class ExecService(Service):
             if job.killed < 8:
                 job.kill_timer = asyncio.get_running_loop().call_later(
                     self.kill_timeout, self._escalate, job)
+
+    @method("critical-ranks")
+    def critical_ranks(self, msg):
+        """A child instance running as this job names its critical broker ranks: the
+        job is an instance, and losing such a broker fails it (SPEC 6.6)."""
+        p = payload_of(msg)
+        jobid = require(p, "id", int, msg.topic)
+        ranks = require(p, "ranks", str, msg.topic)
+        job = self.jobs.get(jobid)
+        if job is None:
+            raise FluxError(errno.ENOENT, f"job {jobid} is not running")
+        if msg.userid != job.userid and not (msg.rolemask & ROLE_OWNER):
+            raise FluxError(errno.EPERM, f"job {jobid} belongs to another user")
+        job.critical = ranks
+        return {}
 
     @method("kill", owner_only=True)
     def kill(self, msg):

@@ -333,7 +333,9 @@ class JobManager(Service):
                     job.R = resp.get("R")
                     job.has_resources = True
                     if job.state == SCHED:
-                        self.post(job, "alloc", {"annotations": job.annotations} if job.annotations else None)
+                        # a copy: later memos change job.annotations, not this event
+                        self.post(job, "alloc", {"annotations": orjson.loads(orjson.dumps(
+                            job.annotations))} if job.annotations else None)
                         self._start(job)
                     else:
                         self._cleanup(job)  # an exception raced the allocation

@@ -54,3 +54,35 @@ async def _ready(broker):
     exec_svc = broker.lookup("job-exec.start")
     if exec_svc is not None:
         await exec_svc.hello()
+
+
+@hookimpl
+def broker_cleanup(broker):
+    """Shutdown: start no more jobs, cancel the running ones and wait for them to end
+    (as flux-core's cleanup runs `flux queue stop` and `flux cancel --states RUN`),
+    so child instances among them shut down cleanly rather than being killed."""
+    jm = getattr(broker, "job_manager", None)
+    from flux.core.job_manager.job import CLEANUP, RUN
+
+    if jm is None or not any(j.state in (RUN, CLEANUP) for j in jm.jobs.values()):
+        return None
+    return _cancel_running(broker)
+
+
+async def _cancel_running(broker):
+    from flux.core.errors import FluxError
+
+    try:
+        await broker.rpc("job-manager.queue-start", {"start": False, "all": True,
+                                                     "reason": "instance is shutting down"})
+    except FluxError as exc:
+        broker.log(4, f"cleanup: could not stop the queues: {exc.strerror}")
+    await broker.rpc("job-manager.raiseall", {
+        "states": 16, "userid": 0xFFFFFFFF, "type": "cancel", "severity": 0,
+        "note": "the instance is shutting down"})
+    exec_svc = broker.lookup("job-exec.kill")
+    grace = 2 * getattr(exec_svc, "kill_timeout", 5.0) + 5.0
+    try:
+        await asyncio.wait_for(broker.rpc("job-manager.idle", {}).get(), grace)
+    except TimeoutError:
+        broker.log(3, f"cleanup: running jobs did not end within {grace:g}s")

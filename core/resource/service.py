@@ -67,9 +67,13 @@ class ResourceService(Service):
                 R = ResourceSet.from_config(conf["config"], self._rank_hosts(conf["config"], hosts))
             elif b.attrs.get("resource.R"):  # handed down by a parent instance
                 R = ResourceSet.from_dict(json.loads(b.attrs["resource.R"]))
+            elif b.attrs.get("jobid") and b.attrs.get("parent-uri"):  # a job's instance
+                from flux.core.resource.parent import fetch_R
+
+                R = ResourceSet.from_dict(await fetch_R(b))
             else:
                 R = await self._gather(hosts)
-        except (RError, OSError, ValueError) as exc:
+        except (RError, OSError, ValueError, KeyError) as exc:
             self.error = f"resource inventory: {exc}"
             b.log(2, self.error)
             R = ResourceSet()

@@ -1,0 +1,1 @@
+"""URI resolvers, one module per scheme (see flux.uri)."""
