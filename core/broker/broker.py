@@ -460,7 +460,9 @@ class Broker:
             except ProcessLookupError:
                 pass
             return
-        asyncio.ensure_future(self.shutdown(128 + sig if self.rank == 0 else 0))
+        # a running instance with no initial program (`flux alloc --bg`) ends cleanly
+        clean = self.state == "run" and sig == signal.SIGTERM
+        asyncio.ensure_future(self.shutdown(128 + sig if self.rank == 0 and not clean else 0))
 
     async def shutdown(self, rc: int = 0) -> None:
         """Shut this broker's subtree down (children first), then this broker."""

@@ -50,6 +50,29 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _listening_socket(pid: int) -> str | None:
+    """The broker's own `local-N` socket, from its descriptors and /proc/net/unix."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        with open("/proc/net/unix") as fp:
+            next(fp)
+            for line in fp:
+                parts = line.split()
+                if len(parts) >= 8 and parts[6] in inodes and \
+                        os.path.basename(parts[7]).startswith("local-"):
+                    return parts[7]
+    except OSError:
+        return None
+    return None
+
+
 class URIResolver(URIResolverPlugin):
     def describe(self) -> str:
         return "Get FLUX_URI for a given local PID"
@@ -60,6 +83,9 @@ class URIResolver(URIResolverPlugin):
         except ValueError:
             raise ValueError(f"PID must be an integer, not '{uri.path}'") from None
         if _is_broker(pid):
+            path = _listening_socket(pid)
+            if path:
+                return f"local://{path}"
             own = _environ(pid).get("FLUX_URI")  # the broker's parent, if any
             for child in _children(pid):
                 argv = _argv(child)

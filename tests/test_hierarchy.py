@@ -1,0 +1,299 @@
+"""Nested instances: flux batch/alloc, the child's attributes and resources, its URI
+in the parent (flux uri, flux proxy, FLUX_URI=...), pstree, and the lifecycle
+(cancel shuts the child down, a dead child fails its job, nothing is left running).
+Every child here is a real broker started as a job's task."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+CONF = ['resource.config=[{hosts="vm", cores="0-7"}]']
+
+
+@pytest.fixture
+def inst(make_instance):
+    return make_instance(1, conf=CONF)
+
+
+def run(inst, *args, check=True, **kw):
+    r = inst.flux(*args, timeout=120, **kw)
+    if check:
+        assert r.returncode == 0, f"flux {' '.join(args)}: {r.stderr}"
+    return r
+
+
+def wait_clean(inst, jobid: str) -> None:
+    run(inst, "job", "wait-event", "-t", "90", jobid, "clean")
+
+
+def job_info(inst, jobid: str) -> dict:
+    import flux
+    from flux.job.JobID import JobID
+
+    h = flux.Flux(inst.uri)
+    return h.rpc("job-list.list-id", {"id": int(JobID(jobid)), "attrs": ["all"]}).get()["job"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is not running
+        with open(f"/proc/{pid}/stat") as fp:
+            return fp.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below pid (from /proc's parent links)."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fp:
+                    parent[int(d)] = int(fp.read().split(")")[-1].split()[1])
+            except OSError:
+                continue
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out.update(kids)
+        todo.extend(kids)
+    return out
+
+
+def child_env(inst, jobid: str) -> dict:
+    return {"FLUX_URI": run(inst, "uri", "--local", jobid).stdout.strip()}
+
+
+# ------------------------------------------------------------------ flux batch
+def test_batch_wrap_child_attributes_resources_and_output(inst, tmp_path):
+    """A batch job's script runs in a child instance of level 1 whose jobid, paths and
+    parent-uri name the enclosing job, and whose resources are the job's R."""
+    script = ("for a in instance-level jobid jobid-path parent-uri; do flux getattr $a; done; "
+              "set -- $(flux resource list -n -s free); echo $3; flux run -n2 printenv FLUX_JOB_ID_PATH | sort -u")
+    r = run(inst, "batch", "-n2", f"--cwd={tmp_path}", "--wrap", "sh", "-c", f"'{script}'")
+    jobid = r.stdout.strip()
+    wait_clean(inst, jobid)
+    # the output file is in the job's working directory, named after the job
+    out = (tmp_path / f"flux-{jobid}.out").read_text().split()
+    level, child_jobid, path, parent_uri, ncores, task_path = out[:6]
+    assert level == "1"
+    assert child_jobid == jobid
+    assert path == f"/{jobid}"
+    assert parent_uri == inst.uri
+    assert ncores == "2"  # the job's two cores are the whole child instance
+    assert task_path.startswith(f"/{jobid}/") and task_path.count("/") == 2
+    info = job_info(inst, jobid)
+    assert info["name"] == "sh" and info["ntasks"] == 1
+    assert info["annotations"]["user"]["uri"].startswith("ssh://")
+
+
+def test_batch_script_directives_and_command_line_override(inst, tmp_path):
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\n"
+                      "#FLUX: -n2 -c2            # two slots of two cores\n"
+                      "#FLUX: --job-name=directed\n"
+                      "#FLUX: --setattr=user.note='''It's a \"job\"'''\n"
+                      "flux resource list -n -s free | awk '{print $3}'\n")
+    r = run(inst, "batch", "--dry-run", str(script))
+    js = json.loads(r.stdout)
+    slot = js["resources"][0]
+    assert slot["type"] == "slot" and slot["count"] == 2
+    assert slot["with"][0] == {"type": "core", "count": 2}
+    sysattr = js["attributes"]["system"]
+    assert sysattr["job"]["name"] == "directed"
+    assert js["attributes"]["user"]["note"] == "It's a \"job\""
+    assert js["tasks"][0]["command"] == ["flux", "broker", "{{tmpdir}}/script"]
+    assert sysattr["files"]["script"]["mode"] & 0o777 == 0o700
+    assert sysattr["shell"]["options"]["per-resource"] == {"type": "node"}
+    assert sysattr["shell"]["options"]["output"]["stdout"]["path"] == "flux-{{id}}.out"
+    # the command line wins over the directives
+    js = json.loads(run(inst, "batch", "--dry-run", "-n1", "--job-name=cli", str(script)).stdout)
+    assert js["resources"][0]["count"] == 1
+    assert js["attributes"]["system"]["job"]["name"] == "cli"
+    # a real run: 2 slots x 2 cores = 4 cores in the child
+    jobid = run(inst, "batch", f"--output={tmp_path}/out.txt", str(script)).stdout.strip()
+    wait_clean(inst, jobid)
+    assert (tmp_path / "out.txt").read_text().split() == ["4"]
+
+
+def test_batch_bad_input_is_refused_with_a_reason(inst, tmp_path):
+    orphan = tmp_path / "orphan.sh"
+    orphan.write_text("#!/bin/sh\n#FLUX: -n1\nhostname\n#FLUX: --job-name=late\n")
+    r = run(inst, "batch", str(orphan), check=False)
+    assert r.returncode != 0 and "orphan directive" in r.stderr and "line 4" in r.stderr
+    noshebang = tmp_path / "plain.txt"
+    noshebang.write_text("hostname\n")
+    r = run(inst, "batch", "-n1", str(noshebang), check=False)
+    assert r.returncode != 0 and "does not appear to start with '#!'" in r.stderr
+    r = run(inst, "batch", "--wrap", "hostname", check=False)
+    assert r.returncode != 0 and "Number of slots to allocate must be specified" in r.stderr
+    r = run(inst, "batch", "-n1", "--conf=no-such-config-name", "--wrap", "true", check=False)
+    assert r.returncode != 0 and "no-such-config-name" in r.stderr
+    r = run(inst, "jobs", "-a", "-no", "{id}")
+    assert r.stdout.strip() == ""  # nothing was submitted
+
+
+def test_batch_conf_and_broker_opts_configure_the_child(inst, tmp_path):
+    conf = tmp_path / "child.toml"
+    conf.write_text('[policy.limits]\nduration = "1h"\n')
+    prog = ("import flux; h = flux.Flux(); c = h.rpc('config.get').get(); "
+            "print(c['policy']['limits']['duration'], c['mine']['value'], "
+            "h.attr_get('my.attr'))")
+    jobid = run(inst, "batch", "-n1", f"--conf={conf}", "--conf=mine.value=42",
+                "--broker-opts=-Smy.attr=hello", f"--output={tmp_path}/out",
+                "--wrap", "python3", "-c", f'"{prog}"').stdout.strip()
+    wait_clean(inst, jobid)
+    assert (tmp_path / "out").read_text().split() == ["1h", "42", "hello"]
+
+
+# ------------------------------------------------------------------ flux alloc
+def test_alloc_runs_command_and_returns_its_exit_code(inst):
+    r = run(inst, "alloc", "-n1", "sh", "-c", "flux getattr instance-level; exit 5",
+            check=False)
+    assert r.returncode == 5, r.stderr
+    assert r.stdout.split() == ["1"]
+    r = run(inst, "alloc", "-N1", "sh", "-c", "flux resource list -n -s free")
+    assert r.stdout.split()[:3] == ["free", "1", "8"]  # -N alone: the whole node
+
+
+def test_alloc_bg_uri_proxy_and_remote_submission(inst, tmp_path):
+    jobid = run(inst, "alloc", "--bg", "-n2").stdout.strip()
+    remote = run(inst, "uri", jobid).stdout.strip()
+    local = run(inst, "uri", "--local", jobid).stdout.strip()
+    host_and_path = remote[len("ssh://"):]
+    assert remote.startswith("ssh://")
+    assert local == "local://" + host_and_path[host_and_path.index("/"):]
+    assert run(inst, "uri", f"{jobid}?local").stdout.strip() == local
+    assert run(inst, "uri", "--remote", jobid).stdout.strip() == remote
+    # FLUX_URI=$(flux uri JOBID) reaches the child: its job runs there
+    r = run(inst, "submit", "--wait", "--output", f"{tmp_path}/out", "printenv",
+            "FLUX_JOB_ID_PATH", env={"FLUX_URI": remote})
+    inner = r.stdout.strip()
+    assert (tmp_path / "out").read_text().strip() == f"/{jobid}/{inner}"
+    # flux proxy runs a command connected to the child
+    r = run(inst, "proxy", jobid, "flux", "getattr", "jobid")
+    assert r.stdout.strip() == jobid
+    r = run(inst, "proxy", jobid, "sh", "-c", "exit 3", check=False)
+    assert r.returncode == 3
+    # the parent sees the child as one job
+    info = job_info(inst, jobid)
+    assert info["state"] == 16 and info["ntasks"] == 1
+    r = run(inst, "jobs", "-no", "{id.f58} {ncores}")
+    assert r.stdout.split() == [jobid, "2"]
+    run(inst, "cancel", jobid)
+    wait_clean(inst, jobid)
+    r = run(inst, "uri", jobid, check=False)
+    assert r.returncode == 1 and "is not running" in r.stderr
+
+
+def test_uri_paths_parent_root_and_pid(inst):
+    a = run(inst, "alloc", "--bg", "-n2").stdout.strip()
+    env_a = child_env(inst, a)
+    b = run(inst, "alloc", "--bg", "-n1", env=env_a).stdout.strip()
+    b_uri = run(inst, "uri", "--local", b, env=env_a).stdout.strip()
+    assert run(inst, "uri", "--local", f"{a}/{b}").stdout.strip() == b_uri
+    assert run(inst, "uri", "--local", f"jobid:/{a}/{b}", env={"FLUX_URI": b_uri}).stdout.strip() \
+        == b_uri
+    assert run(inst, "uri", "/", env={"FLUX_URI": b_uri}).stdout.strip() == inst.uri
+    assert run(inst, "uri", "--local", "..", env={"FLUX_URI": b_uri}).stdout.strip() \
+        == env_a["FLUX_URI"]
+    import flux
+
+    pid = int(flux.Flux(b_uri).attr_get("broker.pid"))
+    assert run(inst, "uri", f"pid:{pid}").stdout.strip() == b_uri
+    r = run(inst, "uri", "bogus%", check=False)
+    assert r.returncode == 1 and "not a valid jobid" in r.stderr
+    r = run(inst, "uri", "--wait", "123", check=False)
+    assert r.returncode == 1 and "not found" in r.stderr
+    tree = run(inst, "pstree", "--ascii").stdout.splitlines()
+    assert tree == [".", "`-- flux", "    `-- flux"]
+    run(inst, "cancel", a)
+    wait_clean(inst, a)
+
+
+def test_ssh_uri_through_a_relay_command(inst, tmp_path):
+    """ssh:// to another host runs $FLUX_SSH HOST flux relay PATH; a stand-in for ssh
+    that runs the command here shows the path end to end (and FLUX_PROXY_REMOTE)."""
+    fake_ssh = tmp_path / "fakessh"
+    fake_ssh.write_text(f"#!/bin/sh\necho \"$1\" >> {tmp_path}/hosts\nshift\nexec \"$@\"\n")
+    fake_ssh.chmod(0o755)
+    path = inst.uri[len("local://"):]
+    env = {"FLUX_SSH": str(fake_ssh), "FLUX_URI": f"ssh://otherhost{path}"}
+    assert run(inst, "getattr", "instance-level", env=env).stdout.strip() == "0"
+    r = run(inst, "proxy", f"ssh://otherhost{path}", "sh", "-c",
+            "echo $FLUX_PROXY_REMOTE; flux getattr size", env={"FLUX_SSH": str(fake_ssh)})
+    assert r.stdout.split() == ["otherhost", "1"]
+    assert "otherhost" in (tmp_path / "hosts").read_text()
+
+
+# ------------------------------------------------------------------ lifecycle
+def test_cancel_shuts_the_child_down_and_leaves_nothing(inst, tmp_path):
+    jobid = run(inst, "alloc", "--bg", "-n2").stdout.strip()
+    env = child_env(inst, jobid)
+    import flux
+
+    child_pid = int(flux.Flux(env["FLUX_URI"]).attr_get("broker.pid"))
+    pidfile = tmp_path / "pid"
+    inner = run(inst, "submit", "sh", "-c", f"echo $$ > {pidfile}; exec sleep 300",
+                env=env).stdout.strip()
+    run(inst, "job", "wait-event", "-t", "60", inner, "start", env=env)
+    deadline = time.time() + 30
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    sleep_pid = int(pidfile.read_text())
+    below = descendants(child_pid)
+    assert sleep_pid in below
+    run(inst, "cancel", jobid)
+    wait_clean(inst, jobid)
+    info = job_info(inst, jobid)
+    assert info["result"] == 4  # CANCELED
+    for pid in below | {child_pid}:
+        assert not alive(pid), f"pid {pid} of the canceled instance is still running"
+    # the child canceled its own job on the way out (clean shutdown, not a kill)
+    ev = run(inst, "job", "eventlog", "-p", "exec", jobid).stdout
+    assert 'signaled=0' in ev and "exitcode=0" in ev
+
+
+def test_a_dead_child_fails_its_job_with_an_exception(inst):
+    jobid = run(inst, "alloc", "--bg", "-n1").stdout.strip()
+    import flux
+
+    env = child_env(inst, jobid)
+    pid = int(flux.Flux(env["FLUX_URI"]).attr_get("broker.pid"))
+    below = descendants(pid)
+    os.kill(pid, signal.SIGKILL)
+    wait_clean(inst, jobid)
+    info = job_info(inst, jobid)
+    assert info["result"] == 2  # FAILED
+    assert info["exception_type"] == "exec"
+    assert "child instance broker" in info["exception_note"]
+    assert "SIGKILL" in info["exception_note"]
+    deadline = time.time() + 30
+    while any(alive(p) for p in below):  # its shell server follows the broker out
+        assert time.time() < deadline, [p for p in below if alive(p)]
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_depth_four_runs_a_job_at_the_bottom(inst):
+    inner = ("flux getattr instance-level; flux run -n1 printenv FLUX_JOB_ID_PATH; "
+             "flux uri /")
+    cmd = ["alloc", "-n1"] * 1 + ["flux", "alloc", "-n1"] * 3 + ["sh", "-c", inner]
+    r = run(inst, *cmd)
+    level, path, root = r.stdout.split()
+    assert level == "4"
+    ids = [p for p in path.split("/") if p]
+    assert len(ids) == 5  # four instances and the job at the bottom
+    assert root == inst.uri
+    assert run(inst, "jobs", "-a", "-no", "{result}").stdout.split() == ["COMPLETED"]
