@@ -249,3 +249,22 @@ def test_guest_job_spans_two_brokers():
         assert sorted(out.splitlines()) == [f"0: {uid('alice')}", f"1: {uid('alice')}"]
     finally:
         s.stop()
+
+
+def test_guest_cannot_act_as_the_owner(inst):
+    for args, why in ((("exec", "-r", "0", "id"), "restricted to the instance owner"),
+                      (("resource", "drain", "0", "mine"), "restricted to the instance owner"),
+                      (("queue", "stop"), "restricted to the instance owner"),
+                      (("kvs", "put", "evil=1"), "restricted to the instance owner"),
+                      (("shutdown",), "restricted to the instance owner")):
+        r = inst.flux("alice", *args)
+        assert r.returncode != 0 and why in r.stderr, (args, r.stderr)
+    ok(inst.flux("flux", "ping", "-c", "1", "broker"))
+
+
+def test_guest_tasks_use_the_instance_as_their_user(inst):
+    # a task's own flux commands connect as alice and write her job's namespace
+    out = ok(inst.flux("alice", "run", "sh", "-c",
+                       "flux kvs put app.x=42 && flux kvs get app.x && flux kvs get --namespace="
+                       "primary resource.R >/dev/null 2>&1 || echo no-primary"))
+    assert out.split() == ["42", "no-primary"]
