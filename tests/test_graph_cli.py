@@ -83,3 +83,11 @@ def test_info_and_errors(tmp_path):
     assert p.returncode == 1 and "unknown key 'host'" in p.stderr
     p = flux("-L", str(f), "allocate")
     assert p.returncode == 1 and "jobspec" in p.stderr
+
+
+def test_this_machine():
+    import os
+
+    p = flux("-f", "hwloc", "-F", "rlist", "allocate", "-n1")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[1] == f"rank0/core{min(os.sched_getaffinity(0))}"

@@ -341,3 +341,17 @@ def test_unlimited_duration_uses_graph_expiration():
 def test_malformed_jobspec_names_problem(bad, msg):
     with pytest.raises(ValueError, match=msg):
         Request.from_jobspec(bad)
+
+
+def test_properties_change_at_run_time():
+    g = graph()
+    req = Request.from_jobspec(jobspec([slot(1)], constraints={"properties": ["gold"]}))
+    assert not g.satisfiable(req)[0]
+    g.set_property("2-3", "gold")
+    assert g.satisfiable(req)[0]
+    assert g.allocate(req, 1, 0.0, 10).ranks() == [2]
+    g.remove_property([2], "gold")
+    assert g.allocate(req, 2, 0.0, 10).ranks() == [3]
+    assert g.to_rv1()["execution"]["properties"]["gold"] == "3"
+    with pytest.raises(ValueError, match="invalid property"):
+        g.set_property([0], "a|b")

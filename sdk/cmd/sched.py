@@ -183,7 +183,7 @@ class State:
 
 def _match_parser() -> Parser:
     p = Parser(f"{PROG} match", description="Match jobspecs against a resource graph file.")
-    p.add_argument("-L", "--load-file", required=True, metavar="FILE",
+    p.add_argument("-L", "--load-file", metavar="FILE",
                    help="resource graph: TOML/YAML description, JGF, or R (JSON)")
     p.add_argument("-f", "--load-format", choices=("toml", "yaml", "jgf", "rv1", "hwloc"),
                    help="how to read FILE (default: from its name and contents)")
@@ -265,8 +265,13 @@ def match_main(argv: list[str]) -> int:
 
     args = _match_parser().parse_intermixed_args(argv)
     try:
-        reader = _reader_for(args.load_file, args.load_format)
-        g = ResourceGraph.load(reader, args.load_file)
+        if args.load_format == "hwloc":
+            g = ResourceGraph.load("hwloc", {})  # this machine
+        elif not args.load_file:
+            raise ValueError("give -L FILE (or -f hwloc for this machine)")
+        else:
+            g = ResourceGraph.load(_reader_for(args.load_file, args.load_format),
+                                   args.load_file)
         g.set_policy(args.policy)
     except (ValueError, LookupError, TypeError) as exc:
         return die(PROG, str(exc))

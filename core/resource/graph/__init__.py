@@ -19,6 +19,7 @@ API (what the scheduler service and `flux sched match` use)::
     alloc.ranks(), .nnodes, .ncores, .ngpus, alloc.to_rv1() -> R with "scheduling" JGF
     g.drain(ranks), g.undrain(ranks), g.add(graph_or_R) -> ranks added,
     g.remove(ranks)                             # ValueError while jobs are allocated there
+    g.set_property(ranks, name, value=""), g.remove_property(ranks, name)   # RFC 28
     g.to_rv1(scheduling=False), g.to_jgf(), g.stats(), g.check()  # check raises InconsistentGraph
     g.prune = False                             # disable pruning (benchmarks)
     g.jobs: {jobid: Allocation}; g.down_ranks(); g.ranks()

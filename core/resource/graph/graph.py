@@ -650,6 +650,19 @@ class ResourceGraph:
             if not above:
                 self._adjust_ancestors(v, v.free, +1)
 
+    def set_property(self, ranks: Any, name: str, value: str = "") -> None:
+        """Give nodes a property (RFC 28 property-add); constraints see it at once."""
+        if not isinstance(name, str) or not name or any(c in name for c in "!&'\"^`|()"):
+            raise ValueError(f"invalid property name {name!r}")
+        for v in self._nodes_of(ranks):
+            v.properties[name] = value
+        self._gen += 1  # cached satisfiability may change
+
+    def remove_property(self, ranks: Any, name: str) -> None:
+        for v in self._nodes_of(ranks):
+            v.properties.pop(name, None)
+        self._gen += 1
+
     def _adjust_ancestors(self, v: Vertex, delta: dict, sign: int) -> None:
         for a in v.ancestors():
             f = a.free
