@@ -12,7 +12,7 @@ CLUSTER = ('resource.config=[{hosts="node[0-7]", cores="0-3", gpus="0-1"},'
            '{hosts="node[0-1]", properties=["big"]}]')
 
 
-@pytest.fixture(params=["simple"], scope="module")
+@pytest.fixture(params=["graph", "simple"], scope="module")
 def inst(request):
     from conftest import Instance
 

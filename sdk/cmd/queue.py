@@ -62,6 +62,38 @@ def alloc_query(h) -> None:
     print(f"{q.get('running', 0)} running jobs")
 
 
+def sched_policy(h) -> dict | None:
+    """The scheduler's policies (`sched.queue-policy`), or None if it has none."""
+    try:
+        return h.rpc("sched.queue-policy", {}, nodeid=0).get() or {}
+    except OSError:
+        return None
+
+
+def print_policy(info: dict) -> None:
+    print(f"Queue policy: {info.get('description') or info.get('queue-policy')}")
+    print(f"Match policy: {info.get('match-policy')}")
+    if info.get("error"):
+        print(f"Scheduler error: {info['error']}")
+
+
+def _policy(h, args) -> int:
+    payload: dict = {}
+    if args.name:
+        payload["queue-policy"] = args.name
+    if args.params:
+        payload["queue-params"] = ",".join(args.params)
+    if args.match_policy:
+        payload["match-policy"] = args.match_policy
+    if sched_policy(h) is None:
+        module = _rpc(h, "attr.get", {"name": "sched.module"}, "policy").get("value", "?")
+        raise QueueError(f"policy: the scheduler '{module}' has no queue policies "
+                         f"(start the instance with -Ssched.module=graph)")
+    info = _rpc(h, "sched.queue-policy", payload, "policy")
+    print_policy(info)
+    return 0
+
+
 def _check_all(h, name: str | None, all_queues: bool) -> None:
     if not name and not all_queues:
         if _rpc(h, "job-manager.queue-list", {}, "list").get("queues"):
@@ -126,6 +158,13 @@ def _parser():
         sp.add_argument("--timeout", metavar="DURATION", help="Timeout after DURATION (FSD)")
         if name == "idle":
             sp.add_argument("--quiet", action="store_true", help="Only display pending job count if nonzero")
+    sp = sub.add_parser("policy", help="Show or change the scheduler's queue and match policies",
+                        allow_abbrev=False)
+    sp.add_argument("name", nargs="?", metavar="POLICY",
+                    help="Queue policy to use (fcfs, easy, conservative, hybrid, ...)")
+    sp.add_argument("-p", "--params", action="append", metavar="KEY=VAL[,...]",
+                    help="Queue policy parameters, e.g. queue-depth=64,reservation-depth=8")
+    sp.add_argument("-m", "--match-policy", metavar="NAME", help="Match policy to use")
     sp = sub.add_parser("list", help="List queues", allow_abbrev=False)
     sp.add_argument("-q", "--queue", metavar="QUEUE,...", help="Only list these queues")
     sp.add_argument("-n", "--no-header", action="store_true", help="Suppress header")
@@ -162,6 +201,9 @@ def run(args) -> int:
             for name, status in queue_statuses(h, queue, args.verbose):
                 print_queue_status(name, status)
             if args.verbose:
+                info = sched_policy(h)
+                if info is not None:
+                    print_policy(info)
                 alloc_query(h)
             return 0
         if sub in ("enable", "disable"):
@@ -200,6 +242,8 @@ def run(args) -> int:
     if sub == "list":
         _list(h, args)
         return 0
+    if sub == "policy":
+        return _policy(h, args)
     raise QueueError(f"unknown subcommand '{sub}'")
 
 
