@@ -34,6 +34,31 @@ flux exec -r 0 true   # the subscription is in place once the RPC above returned
 flux exec -r 5 flux event pub demo.hello "{\"from\": 5}"
 wait $sub
 echo
+echo "== jobs: a 7-node job, its output labelled by task rank"
+flux run -N7 -n7 --label-io sh -c "echo task \$FLUX_TASK_RANK of \$FLUX_JOB_SIZE on \$(hostname -s)" | sort -n
+echo
+echo "== jobs: 200 jobs submitted at once (--cc), then the queue drained"
+t0=$(date +%s.%N)
+flux submit --quiet --cc=1-200 --setattr=system.exec.test.run_duration=0.001s true
+flux queue drain
+t1=$(date +%s.%N)
+echo "  200 jobs (test exec) in $(awk "BEGIN{printf \"%.2f\", $t1 - $t0}") s"
+flux jobs -a --stats-only || true  # (exits 1 when no job is active, as in Flux)
+echo
+echo "== jobs: bulksubmit with substitution, a failing job, flux jobs"
+flux bulksubmit --quiet --watch echo hello {} ::: alice bob
+flux submit --quiet sh -c "exit 3" >/dev/null
+flux queue drain
+flux jobs -a -o "{id.f58:>12} {name:<8} {status_abbrev:>2} {returncode:>3} {runtime!F:>8}" | head -n 4
+echo
+echo "== Python: FluxExecutor runs 5 jobs, futures give their exit codes"
+python3 - <<"PY"
+from flux.job import FluxExecutor, JobspecV1
+with FluxExecutor() as ex:
+    futs = [ex.submit(JobspecV1.from_command(["sh", "-c", f"exit {i % 2}"])) for i in range(5)]
+    print("  exit codes:", [f.result() for f in futs])
+PY
+echo
 echo "== broker log (last lines)"
 flux dmesg | tail -n 4
 echo
