@@ -30,8 +30,8 @@ test: install
 lint: install
 	$(BIN)/ruff check core sdk shell imp plugins tests bench
 
-bench: install
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/run.py
+bench: install  # `make bench ARGS=--quick` for short runs
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
