@@ -1,6 +1,7 @@
 """RPC round-trip latency and message rate through the local connector.
 
     python bench/rpc_latency.py [-n N] [--window W] [--size S] [--topo kary:K] [--pad BYTES]
+                                [--curve]
 
 Starts an instance of S brokers (default 7 with kary:2: a 3-level tree) and, from
 one client on rank 0's local socket, sends `broker.ping` to
@@ -10,7 +11,8 @@ one client on rank 0's local socket, sends `broker.ping` to
 
 first sequentially (one request in flight: median / p90 / p99 round trip) and then
 pipelined (W requests in flight: messages per second). A "message" is one request
-plus its response.
+plus its response. With --curve, the overlay links are CURVE-encrypted (a fresh
+certificate, `[bootstrap] curve_cert`), as in a multi-host instance.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def main() -> int:
     p.add_argument("--size", type=int, default=7, help="brokers in the instance")
     p.add_argument("--topo", default="kary:2", help="tbon.topo")
     p.add_argument("--pad", type=int, default=0, help="bytes of padding in each request")
+    p.add_argument("--curve", action="store_true", help="encrypt the overlay with CURVE")
     args = p.parse_args()
 
     import flux
@@ -76,9 +79,20 @@ def main() -> int:
     deepest = args.size - 1
     level = Topology.parse(args.topo, args.size).level(deepest)
     pad = "x" * args.pad
+    conf = []
+    if args.curve:
+        import tempfile
+
+        from flux.core.security import curve
+
+        certdir = tempfile.mkdtemp(prefix="flux-bench-cert-")
+        cert = os.path.join(certdir, "curve.cert")
+        curve.save(curve.generate("bench"), cert)
+        conf.append(f"bootstrap.curve_cert={cert}")
     print(f"# broker.ping, {args.n} round trips each, pad={args.pad} bytes; "
-          f"instance of {args.size} brokers ({args.topo}); python {sys.version.split()[0]}")
-    with Instance(args.size, setattrs=[f"tbon.topo={args.topo}"]) as inst:
+          f"instance of {args.size} brokers ({args.topo}); overlay "
+          f"{'CURVE' if args.curve else 'unencrypted'}; python {sys.version.split()[0]}")
+    with Instance(args.size, setattrs=[f"tbon.topo={args.topo}"], conf=conf) as inst:
         h = flux.Flux(inst.uri)
         rows = []
         for label, nodeid in (("rank 0 (local)", 0), (f"rank {deepest} (level {level})", deepest)):
@@ -91,6 +105,10 @@ def main() -> int:
             print(f"{label:<20} {s['median_us']:>8.0f}us {s['p90_us']:>8.0f}us {s['p99_us']:>8.0f}us "
                   f"{s['msgs_per_s']:>10.0f} {q['msgs_per_s']:>16.0f}")
         h.close()
+    if args.curve:
+        import shutil
+
+        shutil.rmtree(certdir, ignore_errors=True)
     return 0
 
 
