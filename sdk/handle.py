@@ -217,6 +217,7 @@ class Flux:
         self._in_reactor = 0
         self._cred = self._env_credentials()
         self.aux: dict = {}
+        self._conf: dict | None = None
         self.closed = False
 
     @staticmethod
@@ -369,8 +370,16 @@ class Flux:
     def _active(self) -> bool:
         return bool(self._watchers or self._active_futures or self._callbacks)
 
-    def reactor_run(self, flags: int = 0) -> int:
-        """Run watchers and callbacks until none is active, or reactor_stop()."""
+    def reactor_run(self, reactor: Any = None, flags: int = 0) -> int:
+        """Run watchers and callbacks until none is active, or reactor_stop().
+
+        Signature and result as flux-core's: ``reactor`` (this handle's, the only one)
+        may be passed first, as older scripts do (``h.reactor_run(h.get_reactor(), 0)``);
+        returns how many watchers are still active (0 when the reactor ran out of work),
+        or -1 after :meth:`reactor_stop_error`.  A lost broker connection raises
+        OSError(ECONNRESET)."""
+        if isinstance(reactor, int) and not isinstance(reactor, bool) and flags == 0:
+            flags, reactor = reactor, None  # reactor_run(flags) as this API once took
         self._stop = False
         self._stop_error = False
         self._in_reactor += 1
@@ -390,8 +399,14 @@ class Flux:
         finally:
             self._in_reactor -= 1
         if self._stop_error:
-            raise FluxError(errno.ECONNRESET, "reactor stopped with an error")
-        return 0
+            if self.closed:
+                raise FluxError(errno.ECONNRESET, "lost connection to the broker")
+            return -1
+        return len(self._watchers) + len(self._active_futures)
+
+    def reactor_running(self) -> bool:
+        """True while this handle's reactor is running (in a callback)."""
+        return self._in_reactor > 0
 
     def reactor_stop(self, reactor: Any = None) -> None:
         self._stop = True
@@ -506,6 +521,21 @@ class Flux:
 
     def get_rank(self) -> int:
         return int(self.attr_get("rank"))
+
+    def conf_get(self, key: str | None = None, default: Any = None, update: bool = False) -> Any:
+        """The instance configuration (``config.get``), fetched once and cached;
+        ``key`` is a dotted path (``"tbon.topo"``), ``default`` its value when unset;
+        ``update=True`` fetches it again."""
+        if update or self._conf is None:
+            self._conf = self.rpc("config.get").get()
+        if key is None:
+            return self._conf
+        node: Any = self._conf
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
 
     def log(self, level: int, fmt: str, *args) -> None:
         self.rpc("log.append", {"level": level, "message": fmt % args if args else fmt,

@@ -306,16 +306,19 @@ def test_executorlib_spawner_flow(one_core, monkeypatch, tmp_path):
         assert fut.result(timeout=WAIT) == 0
         assert (cwd / "flux.out").read_text().splitlines() == [str(cwd), "worker done"]
 
-        # shutdown() of a worker still running: cancel, then wait for the result
-        fut, _ = bootup(executor, ["sleep", "30"])
+        # shutdown() of a worker still running: cancel() (False: the job is submitted,
+        # it runs on, as with flux-core), then wait for the worker's own exit
+        fut, _ = bootup(executor, ["sleep", "1"])
         started = threading.Event()
         fut.add_event_callback("start", lambda f, e: started.set())
         assert started.wait(WAIT)
         poll = fut is not None and not fut.done()
         assert poll
-        fut.cancel()
-        with pytest.raises(JobException, match="type=cancel"):
-            fut.result(timeout=WAIT)  # ends: the job itself was cancelled
+        assert fut.cancel() is False
+        try:
+            assert fut.result(timeout=WAIT) == 0
+        except JobException:  # executorlib suppresses it; never raised here
+            pytest.fail("the job must not have been cancelled")
 
         # flux_executor_nesting: the worker runs under a child instance
         fut, nested = bootup(executor, ["flux", "getattr", "size"], nesting=True)

@@ -280,9 +280,13 @@ def test_collected_executor_stops_its_threads(inst):
 
 
 def test_cancel_a_pending_job(one_core):
-    """With one core busy, a second job waits in SCHED; cancel() cancels it."""
-    from flux.job import FluxExecutor, JobException
+    """As in flux-core (and concurrent.futures): cancel() of a future whose job is
+    submitted returns False and the job runs on; the job itself is cancelled with
+    flux.job.cancel_async(handle, future.jobid()), as PSI/J does."""
+    import flux
+    from flux.job import FluxExecutor, JobException, cancel_async
 
+    h = flux.Flux(one_core.uri)
     with FluxExecutor(handle_args=(one_core.uri,)) as ex:
         blocker = ex.submit(_js("sleep", "30"))
         started = threading.Event()
@@ -293,25 +297,28 @@ def test_cancel_a_pending_job(one_core):
         pending.add_event_callback("start", lambda f, e: pending_started.append(e))
         pending.jobid(timeout=WAIT)
         assert not pending.done()
-        assert pending.cancel() is False  # running in concurrent.futures terms
+        assert pending.cancel() is False and not pending.cancelled()
+        assert not pending.done()  # still waiting for its core: not cancelled by that
+        cancel_async(h, pending.jobid()).get()
         exc = pending.exception(timeout=WAIT)
         assert isinstance(exc, JobException) and exc.type == "cancel"
         assert pending_started == []
 
-        # right after submit: cancelled before the thread took it, or the job is
-        # cancelled once its id arrives; either way it never runs
+        # right after submit: either cancelled before the thread took it up (it is
+        # never submitted), or submitted (cancel() is False) and then it runs
         quick = ex.submit(_js("true"))
-        quick.cancel()
-        try:
-            exc = quick.exception(timeout=WAIT)
-        except concurrent.futures.CancelledError:
+        if quick.cancel():
             assert quick.cancelled()
+            with pytest.raises(concurrent.futures.CancelledError):
+                quick.jobid(timeout=WAIT)
         else:
-            assert isinstance(exc, JobException) and exc.type == "cancel"
+            assert not quick.cancelled()
+            cancel_async(h, blocker.jobid()).get()  # frees the core for it
+            assert quick.result(timeout=WAIT) == 0
 
-        # a running job is cancelled as well
-        assert not blocker.done()
-        blocker.cancel()
+        # a running job: cancel() does nothing; cancelling the job ends it
+        assert blocker.cancel() is False
+        cancel_async(h, blocker.jobid()).get()
         exc = blocker.exception(timeout=WAIT)
         assert isinstance(exc, JobException) and exc.type == "cancel"
 

@@ -20,10 +20,10 @@ wake-up pipe watched by the reactor, so a submission is sent at once instead of 
 the next ``poll_interval`` tick (the argument is accepted for compatibility).  Each
 job's progress comes from ``job-info.eventlog-watch`` on its primary eventlog.
 
-One extension over flux-core: ``FluxExecutorFuture.cancel()`` on a future whose job
-was already submitted asks the instance to cancel the job (it still returns False, as
-a running ``concurrent.futures`` future cannot become cancelled; the future then
-completes with a ``JobException`` of type ``cancel``).
+``FluxExecutorFuture.cancel()`` follows ``concurrent.futures`` (and flux-core): it only
+cancels a future the executor has not taken up yet; once the job is submitted it
+returns False and the job runs on.  To stop a submitted job, cancel the job itself:
+``flux.job.cancel_async(handle, future.jobid())`` (as PSI/J does).
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from typing import Any
 import flux
 from flux.job.event import MAIN_EVENTS, EventLogEvent, JobException, event_watch_async
 from flux.job.JobID import JobID
-from flux.job.kill import cancel_async
 from flux.job.submit import submit_async, submit_get_id
 
 __all__ = ["FluxExecutor", "FluxExecutorFuture"]
@@ -82,9 +81,6 @@ class FluxExecutorFuture(concurrent.futures.Future):
         self._event_lock = threading.RLock()
         self._events_seen: dict[str, list[EventLogEvent]] = collections.defaultdict(list)
         self._event_callbacks: dict[str, list[Callable]] = collections.defaultdict(list)
-        # set by the executor: how cancel() reaches a submitted job
-        self._cancel_hook: Callable[[FluxExecutorFuture], None] | None = None
-        self._cancel_requested = False  # cancel() came before the job id
 
     # ------------------------------------------------------------------ job id
     def _set_jobid(self, jobid: Any, exc: BaseException | None = None) -> None:
@@ -181,21 +177,17 @@ class FluxExecutorFuture(concurrent.futures.Future):
         super().set_exception(exception)
 
     def cancel(self) -> bool:
-        """Cancel the future if the executor has not taken it up yet (True); otherwise
-        ask the instance to cancel the job, which completes the future with a
-        ``JobException`` (False, as for any running future)."""
+        """Cancel the future if the executor has not taken it up yet (True); a future
+        whose job is submitted cannot be cancelled (False: the job runs on)."""
         if self.cancelled():
             return True
-        if super().cancel():
-            with self._jobid_cond:
-                unset = not self._jobid_set
-            if unset:
-                self._set_jobid(None, concurrent.futures.CancelledError())
-            return True
-        hook = self._cancel_hook
-        if hook is not None and not self.done():
-            hook(self)
-        return False
+        if not super().cancel():
+            return False
+        with self._jobid_cond:
+            unset = not self._jobid_set
+        if unset:  # jobid() waiters must not wait forever
+            self._set_jobid(None, concurrent.futures.CancelledError())
+        return True
 
 
 class _Package:
@@ -221,7 +213,6 @@ class _ExecutorThread(threading.Thread):
         # Connect here so that a bad URI fails FluxExecutor() in the caller's thread.
         self._handle = flux.Flux(*handle_args, **handle_kwargs)
         self.packages: collections.deque[_Package] = collections.deque()
-        self._cancels: collections.deque[FluxExecutorFuture] = collections.deque()
         self._running: set[FluxExecutorFuture] = set()  # submitted, eventlog not ended
         self._rfd, self._wfd = os.pipe()
         os.set_blocking(self._rfd, False)
@@ -240,10 +231,6 @@ class _ExecutorThread(threading.Thread):
                 os.write(self._wfd, b"w")
             except OSError:  # the thread has ended and closed the pipe
                 pass
-
-    def request_cancel(self, fut: FluxExecutorFuture) -> None:
-        self._cancels.append(fut)
-        self.wake()
 
     # ---------------------------------------------------------- thread body
     def run(self) -> None:
@@ -289,7 +276,7 @@ class _ExecutorThread(threading.Thread):
         self._work()
 
     def _work(self) -> None:
-        """Take up queued submissions, attachments and cancellations."""
+        """Take up queued submissions and attachments."""
         h = self._handle
         while self.packages:
             pkg = self.packages.popleft()
@@ -305,14 +292,6 @@ class _ExecutorThread(threading.Thread):
                 fut.set_exception(exc)
                 continue
             self._running.add(fut)
-        while self._cancels:
-            fut = self._cancels.popleft()
-            with fut._jobid_cond:
-                jobid = fut._jobid if fut._jobid_set else None
-            if jobid is not None and not fut.done():
-                cancel_async(h, jobid)
-            elif jobid is None and not fut.done():
-                fut._cancel_requested = True  # sent once the submission answers
         self._check_exit()
 
     def _check_exit(self) -> None:
@@ -331,8 +310,6 @@ class _ExecutorThread(threading.Thread):
             self._check_exit()
             return
         fut._set_jobid(jobid)
-        if fut._cancel_requested:
-            cancel_async(self._handle, jobid)
         self._watch(fut)
 
     def _on_event(self, watch: Any, fut: FluxExecutorFuture) -> None:
@@ -442,7 +419,6 @@ class FluxExecutor(concurrent.futures.Executor):
             thread = self._threads[self._next]
             self._next = (self._next + 1) % len(self._threads)
             fut = FluxExecutorFuture(thread.ident)
-            fut._cancel_hook = thread.request_cancel
             if jobid is not None:
                 fut._set_jobid(jobid)
             thread.packages.append(_Package(kind, args, kwargs, fut))
