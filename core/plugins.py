@@ -132,7 +132,7 @@ def call_each(pm: pluggy.PluginManager, hookname: str, **kwargs) -> list[tuple[s
     for name, fn, argnames in _callers(pm, hookname):
         try:
             # positionally: argnames are the function's own parameters, in order
-            out.append((name, fn(*[kwargs.get(k) for k in argnames]), None))
+            out.append((name, fn(*map(kwargs.get, argnames)), None))
         except Exception as exc:  # noqa: BLE001
             out.append((name, None, exc))
     return out
