@@ -268,3 +268,10 @@ def test_guest_tasks_use_the_instance_as_their_user(inst):
                        "flux kvs put app.x=42 && flux kvs get app.x && flux kvs get --namespace="
                        "primary resource.R >/dev/null 2>&1 || echo no-primary"))
     assert out.split() == ["42", "no-primary"]
+
+
+def test_guest_allocation_is_her_own_instance(inst):
+    # the job's brokers run as alice: inside, she is the owner of her own instance
+    out = ok(inst.flux("alice", "alloc", "-N1", "-n1", "sh", "-c",
+                       "flux getattr security.owner; flux run id -u"))
+    assert out.split() == [str(uid("alice"))] * 2
