@@ -388,3 +388,22 @@ def test_standalone_shells_exchange(make_instance, kvs_script):
             assert r["after"] == ["v-0", "v-1"] and r["mapping"] == "(vector,(0,2,1))"
     finally:
         h.rpc("kvs.namespace-remove", {"namespace": f"job-{jobid}"}).get()
+
+
+def test_flux_pmi_command(make_instance):
+    inst = wide(make_instance, 2)
+    r = inst.flux("run", "-N2", "-n4", "flux", "pmi", "exchange", "--count=3", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(r"flux-pmi: exchange: 3 x 4 ranks: [0-9.]+s\n", r.stdout), r.stdout
+    r = inst.flux("run", "-N2", "-n2", "flux", "pmi", "get", "--ranks=all",
+                  "PMI_process_mapping", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["(vector,(0,2,1))"] * 2
+    r = inst.flux("run", "-n1", "flux", "pmi", "-v", "barrier", "--count=2", timeout=60)
+    assert r.returncode == 0 and "-> cmd=barrier_in" in r.stderr
+    r = inst.flux("run", "-n1", "flux", "pmi", "get", "nosuchkey", timeout=60)
+    assert r.returncode != 0 and "nosuchkey: no such key" in r.stderr
+    r = inst.flux("pmi", "--method=bogus", "barrier")
+    assert r.returncode == 1 and "unknown PMI method 'bogus'" in r.stderr
+    r = inst.flux("pmi", "barrier")  # no PMI here: a singleton
+    assert r.returncode == 0 and "1 x 1 ranks" in r.stdout

@@ -88,6 +88,18 @@ def test_srun_pmi2_instance_shape(slurm, env, tmp_path):
     assert r.stdout.split() == ["2", "simple", "1", "0"]
 
 
+def test_flux_pmi_probes_slurm(slurm, env, tmp_path):
+    r = subprocess.run(["srun", "--mpi=pmi2", "-n3", "flux", "pmi", "exchange", "--count=2"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "exchange: 2 x 3 ranks" in r.stdout
+    r = subprocess.run(["srun", "--mpi=pmi2", "-n2", "flux", "pmi", "get", "--ranks=all",
+                        "PMI_process_mapping"], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["(vector,(0,1,2))"] * 2
+
+
 def test_srun_without_pmi_is_a_singleton(slurm, env, tmp_path):
     r = subprocess.run(["srun", "-n1", "flux", "start", "flux", "getattr", "size"],
                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
