@@ -23,6 +23,7 @@ BENCHES = {
     "kvs_commit": ("kvs_commit.py", [], ["-n", "1000", "--cli", "10"]),
     "start_time": ("start_time.py", [], ["-n", "3"]),
     "jobs_throughput": ("jobs_throughput.py", ["--slurm"], ["--quick"]),
+    "ingest_cost": ("ingest_cost.py", [], ["-n", "2000"]),
     "match_rate": ("match_rate.py", [], ["--jobs", "2000", "--unpruned-jobs", "100"]),
     "sched_trace": ("sched_trace.py", [], ["--jobs", "1000"]),
 }
