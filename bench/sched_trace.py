@@ -111,7 +111,8 @@ def replay(trace: list[TraceJob], policy_name: str, params: dict, nodes: int, co
                 q.changed()
                 end = max(end, now)
             else:
-                q.add(PendingJob(j.id, 16, j.submit, j.request(), j.limit))
+                q.add(PendingJob(j.id, 16, j.submit, j.request(), j.limit,
+                                 shape=(j.nnodes, j.nslots, j.cores, j.gpus, j.exclusive)))
         while True:
             res = q.run(now)
             for pj, _alloc in res.started:

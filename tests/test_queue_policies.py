@@ -185,3 +185,35 @@ def test_random_sequences_keep_the_planner_consistent(policy, ops):
     assert not g.jobs
     free = g.stats()["types"]
     assert all(v["free"] == v["total"] for v in free.values())
+
+
+def test_a_shape_that_failed_is_not_matched_again_in_the_pass():
+    g = graph(2)
+    assert g.allocate(Request.simple(2, 1, 0, 2, True, 100), 1, 0.0, 100) is not None
+    q = JobQueue(g, load_queue_policy("easy", {"queue-depth": 10}))
+    for i in range(6):
+        j = job(10 + i, 2, 50 + i)
+        j.shape = "2 nodes"
+        q.add(j)
+    res = q.run(0.0)
+    assert reserved(res) == {10: 100.0} and started(res) == []
+    assert q.matches == 2  # job 10: allocate + reserve; 11-15 (as long or longer): none
+    short = job(20, 2, 10)  # same shape, shorter: it is tried
+    short.shape = "2 nodes"
+    q.add(short)
+    q.run(1.0)
+    assert q.matches == 3
+    g.free(1)
+    q.changed()  # a restart forgets what failed
+    assert started(q.run(100.0)) == [10]
+
+
+def test_jobs_without_a_time_limit_are_matched():
+    g = graph(2)
+    q = JobQueue(g, load_queue_policy("fcfs"))
+    for i in range(3):
+        j = job(30 + i, 1, 0)  # no limit
+        j.shape = "1 node"
+        q.add(j)
+    assert started(q.run(0.0)) == [30, 31] and [j.id for j in q] == [32]
+    assert g.jobs[30].expiration == 0.0

@@ -15,6 +15,7 @@ cursor) makes the next pass start over from the head of the queue.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +35,7 @@ class PendingJob:
     msg: Any = None  # the sched.alloc request to answer
     key: tuple = ()
     reserved: Any = None  # Allocation held for it in the current pass, if any
+    shape: Any = None  # hashable: jobs of one shape differ only in duration (None: unknown)
     t_estimate: float | None = None  # the start time last announced to the job manager
 
 
@@ -58,6 +60,10 @@ class JobQueue:
         self._cursor: tuple | None = None  # key of the last job the pass looked at
         self._state = PassState()
         self._stopped = False  # the pass ended (blocked head or depth reached)
+        # shape -> shortest duration that could not start in this pass: within a pass
+        # (until a restart) resources only get taken, so a job of that shape that is
+        # at least as long cannot start either and is not matched again
+        self._failed: dict[Any, float] = {}
         self._restart = True  # the next pass starts over from the head
         self.passes = 0
         self.matches = 0
@@ -151,6 +157,7 @@ class JobQueue:
                     res.unreserved.append(job)
                 self._reserved = {}
             self._cursor = None
+            self._failed = {}
             self._state = PassState()
             self._stopped = False
             self._restart = False
@@ -169,8 +176,16 @@ class JobQueue:
             job = self._jobs[i]
             looked += 1
             self._cursor = job.key
-            self.matches += 1
-            alloc = g.allocate(job.req, job.id, now, job.duration)
+            shape = job.shape
+            length = job.duration or math.inf
+            failed = self._failed.get(shape) if shape is not None else None
+            if failed is not None and failed <= length:
+                alloc = None
+            else:
+                self.matches += 1
+                alloc = g.allocate(job.req, job.id, now, job.duration)
+                if alloc is None and shape is not None:
+                    self._failed[shape] = min(length, self._failed.get(shape, math.inf))
             if alloc is not None:
                 del self._keys[i]
                 del self._jobs[i]

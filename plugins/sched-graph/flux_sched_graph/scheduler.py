@@ -22,6 +22,7 @@ import errno
 import time
 from typing import Any
 
+import orjson
 from flux.core.broker.service import NOREPLY, Service, method, payload_of, require
 from flux.core.errors import FluxError
 from flux.core.job.fluid import encode_kvs as kvs_dir
@@ -36,6 +37,7 @@ from flux_sched_graph.policy import load_queue_policy
 from flux_sched_graph.rfmt import duration_of, rlist_of
 
 SUCCESS, ANNOTATE, DENY, CANCEL = 0, 1, 2, 3
+_UNKNOWN = object()  # feasibility not computed yet
 LOG_CRIT, LOG_ERR, LOG_INFO = 2, 3, 6
 
 
@@ -57,7 +59,7 @@ class GraphScheduler(Service):
         self.allocated: dict[int, dict] = {}  # jobid -> R (without `scheduling`)
         self._acquire = None
         self._kicked = False
-        self._sat_cache: dict[bytes, str | None] = {}
+        self._shapes: dict[bytes, list] = {}  # request shape -> [Request, why unsatisfiable]
         self.stats = {"passes": 0, "matches": 0, "started": 0, "denied": 0, "pass-seconds": 0.0}
         try:
             self.config = SchedConfig.from_instance(broker.conf, broker.attrs.get)
@@ -197,7 +199,8 @@ class GraphScheduler(Service):
         except Exception as exc:  # noqa: BLE001 - a bad update is logged, the rest goes on
             self.broker.log(LOG_ERR, f"sched-graph: resource update {sorted(upd)} failed: {exc}")
         if changed:
-            self._sat_cache.clear()
+            for entry in self._shapes.values():
+                entry[1] = _UNKNOWN
             if self.queue is not None:
                 self.queue.changed()
             self._kick()
@@ -268,23 +271,33 @@ class GraphScheduler(Service):
         fut.add_done_callback(committed)
 
     # ============================================================ protocol
-    def _request(self, jobspec: dict):
-        from flux.core.resource.graph import Request
-
-        return Request.from_jobspec(jobspec)
-
-    def _unsatisfiable(self, req, jobspec: dict) -> str | None:
-        """Why the request can never be met here (None: it can), cached per shape."""
-        import orjson
-
+    def _shape(self, jobspec: dict) -> list:
+        """[Request, why-unsatisfiable or _UNKNOWN, shape] for the jobspec's request, cached per
+        shape (resources, constraints, duration): ensembles submit the same shape over and
+        over, and the graph keeps per-request caches of its own on the Request."""
         try:
-            key = orjson.dumps([jobspec.get("resources"),
-                                (jobspec.get("attributes") or {}).get("system", {}).get("constraints")],
-                               option=orjson.OPT_SORT_KEYS)
+            system = (jobspec.get("attributes") or {}).get("system") or {}
+            shape = orjson.dumps([jobspec.get("resources"), system.get("constraints")],
+                                 option=orjson.OPT_SORT_KEYS)
+            key = shape + orjson.dumps(system.get("duration"))
         except (TypeError, AttributeError):
-            key = None
-        if key is not None and key in self._sat_cache:
-            return self._sat_cache[key]
+            shape = key = None
+        entry = self._shapes.get(key) if key is not None else None
+        if entry is None:
+            from flux.core.resource.graph import Request
+
+            entry = [Request.from_jobspec(jobspec), _UNKNOWN, shape]  # ValueError: bad jobspec
+            if key is not None:
+                if len(self._shapes) >= 4096:
+                    self._shapes.clear()
+                self._shapes[key] = entry
+        return entry
+
+    def _unsatisfiable(self, entry: list) -> str | None:
+        """Why the request can never be met here (None: it can)."""
+        if entry[1] is not _UNKNOWN:
+            return entry[1]
+        req = entry[0]
         ok, reason = self.graph.satisfiable(req)
         if not ok and self.down:
             # drained nodes count for feasibility (they come back); ask again without them
@@ -295,12 +308,8 @@ class GraphScheduler(Service):
                 ok, reason = self.graph.satisfiable(req)
             finally:
                 self.graph.drain(down)
-        why = None if ok else (reason or "the request can never be satisfied")
-        if key is not None:
-            if len(self._sat_cache) > 4096:
-                self._sat_cache.clear()
-            self._sat_cache[key] = why
-        return why
+        entry[1] = None if ok else (reason or "the request can never be satisfied")
+        return entry[1]
 
     @method("alloc", owner_only=True)
     def alloc(self, msg):
@@ -310,19 +319,20 @@ class GraphScheduler(Service):
         if not self.ready:
             raise FluxError(errno.EAGAIN, "sched-graph is not ready")
         try:
-            req = self._request(jobspec)
+            entry = self._shape(jobspec)
             duration = duration_of(jobspec)
         except ValueError as exc:
             self.stats["denied"] += 1
             self.respond(msg, {"id": jobid, "type": DENY, "note": str(exc)})
             return NOREPLY
-        why = self._unsatisfiable(req, jobspec)
+        req = entry[0]
+        why = self._unsatisfiable(entry)
         if why:
             self.stats["denied"] += 1
             self.respond(msg, {"id": jobid, "type": DENY, "note": f"unsatisfiable request: {why}"})
             return NOREPLY
         job = PendingJob(jobid, int(p.get("priority", 16)), float(p.get("t_submit", 0.0)), req,
-                         duration, int(p.get("userid", 0)), msg)
+                         duration, int(p.get("userid", 0)), msg, shape=entry[2])
         try:
             self.queue.add(job)
         except ValueError as exc:
@@ -387,10 +397,10 @@ class GraphScheduler(Service):
             if self.graph is None:
                 raise FluxError(errno.EAGAIN, "sched-graph has no resources yet")
             try:
-                req = self._request(jobspec)
+                entry = self._shape(jobspec)
             except ValueError as exc:
                 raise FluxError(errno.EINVAL, str(exc)) from None
-            why = self._unsatisfiable(req, jobspec)
+            why = self._unsatisfiable(entry)
             if why:
                 raise FluxError(errno.EOVERFLOW, f"unsatisfiable request: {why}")
         except FluxError as exc:
