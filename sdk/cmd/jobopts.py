@@ -169,8 +169,10 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 def make_parser(prog: str, usage: str | None = None, description: str | None = None) -> Parser:
+    # flux-core's submission commands use argparse's default: an unambiguous prefix of
+    # a long option is accepted (Flux's tutorials write `--out`/`--err`)
     return Parser(prog, usage=usage or f"{prog} [OPTIONS...] COMMAND [ARGS...]",
-                  description=description, formatter_class=HelpFormatter)
+                  description=description, formatter_class=HelpFormatter, allow_abbrev=True)
 
 
 def parse_posix(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
