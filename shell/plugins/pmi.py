@@ -75,7 +75,11 @@ class TaskConn:
         if not data:
             self.close()
             return
-        self.state.server.feed(self.client, data)
+        try:
+            self.state.server.feed(self.client, data)
+        except Exception as exc:  # noqa: BLE001 - one bad client must not hurt the shell
+            self.state.shell.warn(f"pmi: task {self.client.rank}: {exc!r}; connection closed")
+            self.close()
 
     def send(self, data: bytes) -> None:
         if self.closed:
