@@ -303,12 +303,13 @@ def test_nested_two_broker_instance(make_instance):
 def test_nested_one_node_uses_ipc(make_instance):
     inst = wide(make_instance)
     r = inst.flux("run", "-n3", "flux", "start", "sh", "-c",
-                  "flux getattr size; flux getattr tbon.endpoint; flux overlay status",
-                  timeout=120)
+                  "flux getattr size; flux getattr tbon.endpoint; flux getattr broker.mapping;"
+                  " flux overlay status", timeout=120)
     assert r.returncode == 0, r.stderr
     out = r.stdout.split("\n")
     assert out[0] == "3" and out[1].startswith("ipc://")
-    assert "full" in out[2] and out[3].count("full") == 1 and out[4].count("full") == 1
+    assert json.loads(out[2]) == [[0, 1, 3, 1]]
+    assert "full" in out[3] and out[4].count("full") == 1 and out[5].count("full") == 1
 
 
 def test_nested_via_from_nest_command(make_instance):

@@ -198,6 +198,13 @@ class PMIBootstrap:
             self.attrs["jobid"] = jobid
         mapping = c.get("PMI_process_mapping")
         one_node = _one_node(mapping, self.size)
+        if mapping:
+            try:
+                from flux.core.job.taskmap import TaskMap
+
+                self.attrs["broker.mapping"] = TaskMap.from_pmi(mapping).encode("json")
+            except ValueError:
+                pass  # a launcher's odd mapping only costs us the attribute
         prefer_tcp = attrs.get("tbon.prefertcp", "0") not in ("0", "")
         self.endpoint_template: str | None = None
         if self.size > 1 and "tbon.endpoint" not in attrs and (prefer_tcp or not one_node):
