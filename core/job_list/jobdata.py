@@ -142,7 +142,7 @@ class JobData:
         "t_run", "t_cleanup", "t_inactive", "state", "states_mask", "name", "cwd", "queue",
         "project", "bank", "ntasks", "ncores", "nnodes", "ranks", "nodelist", "duration",
         "expiration", "success", "result", "waitstatus", "exc_occurred", "exc_severity",
-        "exc_type", "exc_note", "dependencies", "job", "jobspec", "per_node", "per_core",
+        "exc_type", "exc_note", "dependencies", "job", "jobspec", "has_jobspec", "per_node", "per_core",
         "rankset", "hostset",
     )
 
@@ -172,6 +172,7 @@ class JobData:
         self.exc_note: str | None = None
         self.dependencies: list[str] | None = None
         self.jobspec: Any = getattr(job, "jobspec", None)
+        self.has_jobspec = False
         self.per_node = self.per_core = 0
         if self.jobspec is not None:
             self._summarize()
@@ -283,6 +284,9 @@ class JobData:
         return prev
 
     def _finalize(self) -> None:
+        # nothing updates an inactive job's jobspec: keep only what was derived from it
+        self.has_jobspec = self.jobspec is not None
+        self.jobspec = None
         fatal = self.exc_occurred and self.exc_severity == 0
         if self.waitstatus == 0 and not fatal:
             self.result = S.COMPLETED
@@ -323,7 +327,7 @@ class JobData:
                     "waitstatus"):
             return getattr(self, attr)
         if attr == "duration":
-            return self.duration if self.jobspec is not None else None
+            return self.duration if self.jobspec is not None or self.has_jobspec else None
         if attr in ("ranks", "nodelist", "expiration"):
             return getattr(self, attr) if m & S.RUN else None
         inactive = m & S.INACTIVE

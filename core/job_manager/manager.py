@@ -453,6 +453,9 @@ class JobManager(Service):
         self.jobs.pop(job.id, None)
         self.pending.pop(job.id, None)
         job.aux.clear()
+        # an inactive job's jobspec is read from the KVS when asked for (journal replay,
+        # job-info): thousands of inactive jobs must not each keep a parsed copy
+        job.jobspec = None
         self.inactive[job.id] = job
         for w in job.waiters:
             self._answer_wait(w, job)
@@ -569,13 +572,23 @@ class JobManager(Service):
             raise FluxError(errno.EPERM, "the job journal is restricted to the instance owner")
         if p.get("full"):
             for job in list(self.inactive.values()) + list(self.jobs.values()):
-                resp = {"id": job.id, "events": list(job.eventlog), "jobspec": job.jobspec}
+                resp = {"id": job.id, "events": list(job.eventlog),
+                        "jobspec": job.jobspec if job.jobspec is not None else self._stored_jobspec(job)}
                 if job.R is not None:
                     resp["R"] = job.R
                 self.respond(msg, resp)
             self.respond(msg, {"id": -1, "events": []})
         self.journal_readers[id(msg)] = msg
         return NOREPLY
+
+    def _stored_jobspec(self, job: Job) -> dict | None:
+        """An inactive job's jobspec from the KVS, redacted as the journal sends it."""
+        try:
+            jobspec = self.broker.kvs.lookup_json("primary", kvs_dir(job.id) + ".jobspec")
+        except (FluxError, AttributeError):
+            return None
+        _redact(jobspec)
+        return jobspec
 
     @method("sched-hello", streaming=True, owner_only=True)
     def sched_hello(self, msg):
