@@ -498,7 +498,7 @@ class JobInfo:
                 continue
             if val is not None:
                 out[attr] = val
-        out["id"] = int(self.id)
+        out["id"] = JobID(self.id)  # flux-core keeps the JobID (an int)
         out["dependencies"] = list(self.dependencies)
         out["annotations"] = json.loads(json.dumps(self.annotations.annotationsDict))
         out["exception"] = dict(vars(self.exception))

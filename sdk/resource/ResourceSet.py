@@ -99,10 +99,7 @@ class ResourceSet:
         return ResourceSet(self.impl.copy())
 
     def union(self, *args: Any) -> ResourceSet:
-        impl = self.impl
-        for a in args:
-            impl = impl.union(self._coerce(a).impl)
-        return ResourceSet(impl if args else impl.copy())
+        return self.copy().add(*args)
 
     def diff(self, *args: Any) -> ResourceSet:
         impl = self.impl.copy()
@@ -130,15 +127,17 @@ class ResourceSet:
             common = set(other.ranks) & set(self.impl.ranks)
             if common:
                 raise ValueError(f"ResourceSet.append: ranks {IDset(common)} are already present")
-            self.impl = self.impl.union(other)
-            for k, v in other.properties.items():
-                self.impl.properties.setdefault(k, set()).update(v)
-        return self
+        return self.add(*args)
 
     def add(self, *args: Any) -> ResourceSet:
-        """Union in place (overlapping ranks are merged)."""
+        """Union in place (overlapping ranks are merged, and so are properties)."""
         for a in args:
-            self.impl = self.impl.union(self._coerce(a).impl)
+            other = self._coerce(a).impl
+            props = {k: set(v) for k, v in self.impl.properties.items()}
+            for k, v in other.properties.items():
+                props.setdefault(k, set()).update(v)
+            self.impl = self.impl.union(other)
+            self.impl.properties = props
         return self
 
     def copy_ranks(self, ranks: Any) -> ResourceSet:
