@@ -191,6 +191,15 @@ class Output:
             fds.append(w)
         return fds[0], fds[1]
 
+    def add_stream(self, task: Any, name: str, fd: int, line: bool = False) -> None:
+        """Read `name` output of `task` from `fd` (non-blocking; a plugin's source such
+        as a pty master), until EOF or an error such as EIO. The fd is closed then."""
+        os.set_blocking(fd, False)
+        st = _Stream(task, name, fd, self.sink_for(name, task), line)
+        self.streams.append(st)
+        self.open_streams += 1
+        self.loop.add_reader(fd, self._readable, st)
+
     # ------------------------------------------------------------- reading
     def _readable(self, st: _Stream) -> None:
         try:

@@ -42,7 +42,7 @@ class Task:
 
     __slots__ = ("shell", "rank", "localid", "argv", "env", "cwd", "cpus", "rlimits", "pid",
                  "pidfd", "status", "exitcode", "signaled", "state", "stdin_fd", "stdout_fd",
-                 "stderr_fd", "exit_time", "aux", "extra_fds", "__weakref__")
+                 "stderr_fd", "exit_time", "aux", "extra_fds", "ctty", "__weakref__")
 
     def __init__(self, shell: Any, rank: int, localid: int, argv: list[str], env: dict[str, str],
                  cwd: str | None):
@@ -68,6 +68,9 @@ class Task:
         self.aux: dict = {}
         # (fd in the shell, fd in the task) beyond stdin/stdout/stderr, e.g. PMI_FD
         self.extra_fds: list[tuple[int, int]] = []
+        # a terminal (e.g. /dev/pts/3) to run the task on, in a session of its own
+        # with it as controlling terminal and as stdin/stdout/stderr (the pty plugin)
+        self.ctty: str | None = None
 
     # flux-core's task API names, for plugins ported from C/Lua
     def getenv(self, name: str) -> str | None:
@@ -253,9 +256,12 @@ class Spawner:
             if exec_hook is not None:
                 return self._fork(task, path, fds, setpgrp, exec_hook)
             actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)]
+            if task.ctty:  # opened after setsid: it becomes the controlling terminal
+                actions = [(os.POSIX_SPAWN_OPEN, 0, task.ctty, os.O_RDWR, 0),
+                           (os.POSIX_SPAWN_DUP2, 0, 1), (os.POSIX_SPAWN_DUP2, 0, 2)]
             actions += [(os.POSIX_SPAWN_DUP2, src, dst) for src, dst in task.extra_fds]
             try:
-                kw = {"setpgroup": 0} if setpgrp else {}  # (None is refused)
+                kw = {"setsid": True} if task.ctty else {"setpgroup": 0} if setpgrp else {}
                 return os.posix_spawn(path, task.argv, task.env, file_actions=actions,
                                       setsigdef=(signal.SIGPIPE, signal.SIGINT,
                                                  signal.SIGTERM, signal.SIGHUP,
@@ -279,7 +285,11 @@ class Spawner:
         if pid == 0:  # child: only async-signal-safe work and the plugins' task_exec
             try:
                 os.close(r)
-                if setpgrp:
+                if task.ctty:
+                    os.setsid()
+                    fd = os.open(task.ctty, os.O_RDWR)  # the controlling terminal now
+                    fds = (fd, fd, fd)
+                elif setpgrp:
                     os.setpgid(0, 0)
                 for i, fd in enumerate(fds):
                     os.dup2(fd, i)

@@ -297,3 +297,54 @@ def test_depth_four_runs_a_job_at_the_bottom(inst):
     assert len(ids) == 5  # four instances and the job at the bottom
     assert root == inst.uri
     assert run(inst, "jobs", "-a", "-no", "{result}").stdout.split() == ["COMPLETED"]
+
+
+def test_alloc_interactive_on_a_terminal(inst):
+    """On a terminal, flux alloc runs a shell on a pty in the child: the job's tty is
+    a terminal, ^C interrupts the foreground command and not the instance, and the
+    shell's exit code is flux alloc's."""
+    import select
+    import subprocess
+
+    master, slave = os.openpty()
+
+    def controlling_tty():
+        import fcntl
+        import termios
+
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = dict(inst.env, SHELL="/bin/sh", PS1="PROMPT$ ")
+    from conftest import FLUX
+
+    p = subprocess.Popen([FLUX, "alloc", "-n1"], stdin=slave, stdout=slave, stderr=slave,
+                         env=env, start_new_session=True, preexec_fn=controlling_tty)
+    os.close(slave)
+    buf = bytearray()
+
+    def read_until(pat: bytes, timeout: float = 60) -> None:
+        end = time.time() + timeout
+        while pat not in buf:
+            r, _, _ = select.select([master], [], [], max(0.0, end - time.time()))
+            assert r, f"timed out waiting for {pat!r}: {bytes(buf)!r}"
+            try:
+                buf.extend(os.read(master, 4096))
+            except OSError:
+                break
+        assert pat in buf, bytes(buf)
+
+    try:
+        read_until(b"PROMPT$ ")
+        os.write(master, b"tty; flux getattr instance-level; sleep 60; echo slept-$((1+1))\n")
+        read_until(b"\n1\r\n")
+        os.write(master, b"\x03")  # ^C: typed on our terminal, delivered in the job
+        read_until(b"^C")
+        os.write(master, b"echo after-$((3+4)); exit 7\n")
+        read_until(b"after-7")
+        assert p.wait(timeout=60) == 7
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(master)
+    text = bytes(buf).decode(errors="replace")
+    assert "/dev/pts/" in text and "slept-2" not in text

@@ -20,12 +20,35 @@ def initial_environment(broker) -> dict[str, str]:
     return env
 
 
+def _on_terminal() -> bool:
+    """stdin is a terminal whose foreground process group is ours."""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _take_terminal() -> None:
+    # in the child, before exec: a process group of its own, in the foreground
+    import signal
+
+    os.setpgid(0, 0)
+    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(0, os.getpgrp())
+    finally:
+        signal.signal(signal.SIGTTOU, old)
+
+
 async def run_initial_program(broker, argv: list[str] | None) -> int:
     """Run argv (or $SHELL) with FLUX_URI set; return its exit code (128+sig if killed)."""
     if not argv:
         argv = [os.environ.get("SHELL", "/bin/sh")]
+    kw = {}
+    if _on_terminal():  # job control: the program owns the terminal, ^C is for it
+        kw["preexec_fn"] = _take_terminal
     try:
-        proc = await asyncio.create_subprocess_exec(*argv, env=initial_environment(broker))
+        proc = await asyncio.create_subprocess_exec(*argv, env=initial_environment(broker), **kw)
     except OSError as exc:
         broker.log(3, f"rc2: cannot run {argv[0]}: {exc.strerror}")
         import sys

@@ -121,7 +121,7 @@ def _main(argv: list[str]) -> int:
     from flux.cmd.job import attach
 
     return attach(h, jobid, show_events=args.verbose > 1, show_exec=args.verbose > 2,
-                  unbuffered=args.unbuffered)
+                  unbuffered=args.unbuffered, pty=sys.stdin.isatty())
 
 
 def main(argv: list[str]) -> int:

@@ -147,8 +147,12 @@ class Attach:
     def __init__(self, h, jobid, label_io: bool = False, show_events: bool = False,
                  show_exec: bool = False, wait_event: str = "clean", readonly: bool = False,
                  unbuffered: bool = False, stdin_ranks: str = "all", quiet: bool = False,
-                 verbose: int = 0, show_status: bool = False):
+                 verbose: int = 0, show_status: bool = False, pty: bool = False):
         self.h = h
+        # drive the job's pty (`pty.interactive`) from our terminal: raw mode, every
+        # byte forwarded, window size sent to the shell
+        self.pty = pty and not readonly and os.isatty(0)
+        self.saved_tty = None
         self.id = jobid
         self.jobid = str(jobid)
         self.show_events = show_events
@@ -187,11 +191,22 @@ class Attach:
         self.watch_count = 1
         if not self.readonly:
             self._signals_start()
-        self._statusline_start()
+        if self.pty:
+            import termios
+            import tty
+
+            self.saved_tty = termios.tcgetattr(0)
+            tty.setraw(0)
+        else:
+            self._statusline_start()
         try:
             self.h.reactor_run()
         finally:
             self._signals_stop()
+            if self.saved_tty is not None:
+                import termios
+
+                termios.tcsetattr(0, termios.TCSADRAIN, self.saved_tty)
             if self.statusline:
                 sys.stderr.write("\n")
         if self.fatal_exception and self.exit_code == 0:
@@ -272,6 +287,8 @@ class Attach:
             self.service = ctx.get("service")
             self._output_start()
             self._stdin_start()
+            if self.pty:
+                self._pty_resize()
         elif name == "shell.start":
             self._stdin_ranks(ctx)
         elif name == "log":
@@ -307,6 +324,17 @@ class Attach:
             self._done_one()
             return
         self.printer.event(ev)
+
+    def _pty_resize(self) -> None:
+        """Tell the job's pty our window size (at start and on SIGWINCH)."""
+        if self.service is None:
+            return
+        try:
+            cols, rows = os.get_terminal_size(0)
+        except OSError:
+            return
+        self.h.rpc(f"{self.service}.pty-resize", {"rows": rows, "cols": cols},
+                   nodeid=self.leader_rank).then(lambda f: None)
 
     # ------------------------------------------------------------- stdin
     def _stdin_start(self) -> None:
@@ -417,7 +445,7 @@ class Attach:
             except OSError:
                 pass
 
-        for name in ("SIGINT", *_FWD_SIGNALS):
+        for name in ("SIGINT", *_FWD_SIGNALS, *(("SIGWINCH",) if self.pty else ())):
             try:
                 self.old_handlers[name] = signal.signal(getattr(signal, name), handler)
             except (OSError, ValueError):
@@ -450,7 +478,9 @@ class Attach:
             pass
         sigs, self.pending_sigs = self.pending_sigs, []
         for signum in sigs:
-            if signum == signal.SIGINT:
+            if signum == signal.SIGWINCH:
+                self._pty_resize()
+            elif signum == signal.SIGINT:
                 now = time.monotonic()
                 if now - self.t_sigint > 2.0:
                     self.t_sigint = now
