@@ -348,3 +348,34 @@ def test_alloc_interactive_on_a_terminal(inst):
         os.close(master)
     text = bytes(buf).decode(errors="replace")
     assert "/dev/pts/" in text and "slept-2" not in text
+
+
+def test_each_child_has_its_own_queues_and_scheduler_settings(inst):
+    """The parent grants, the child decides: a child configured with --conf has named
+    queues (and a default one) that the parent does not, and its own scheduler."""
+    inner = ("flux queue list -n; flux getattr sched.module; flux submit -n1 true >/dev/null;"
+             " flux queue drain; flux jobs -a -no '{queue}'")
+    r = run(inst, "alloc", "-n2", "--conf=queues.debug={}", "--conf=queues.batch={}",
+            "--conf=policy.jobspec.defaults.system.queue=batch", "--conf=sched.module=simple",
+            "sh", "-c", inner)
+    lines = r.stdout.split("\n")
+    assert [ln.split()[0] for ln in lines[:2]] == ["debug", "batch"]
+    assert lines[2:4] == ["simple", "batch"]
+    r = run(inst, "queue", "list", "-n")
+    assert "debug" not in r.stdout and "batch" not in r.stdout
+
+
+def test_batch_script_from_stdin_and_conf_text(inst):
+    r = inst.flux("batch", "-n1", "--dry-run", input="#!/bin/sh\n# flux: -c2\nhostname\n")
+    assert r.returncode == 0, r.stderr
+    js = json.loads(r.stdout)
+    assert js["attributes"]["system"]["job"]["name"] == "batch"
+    assert js["resources"][0]["with"][0]["count"] == 2
+    conf = '[sched-simple]\nqueue-depth = 8\n[resource]\nnoverify = true\n'
+    r = inst.flux("batch", "-n1", "--dry-run", f"--conf={conf}", "--conf=x.y=[1, 2]",
+                  "--wrap", "true")
+    js = json.loads(r.stdout)
+    files = js["attributes"]["system"]["files"]
+    assert files["conf.json"]["data"] == {"sched-simple": {"queue-depth": 8},
+                                          "resource": {"noverify": True}, "x": {"y": [1, 2]}}
+    assert js["tasks"][0]["command"][:3] == ["flux", "broker", "-c{{tmpdir}}/conf.json"]
