@@ -484,7 +484,12 @@ class JobShell:
         if self.output is not None:
             self.output.abort()
         if self.tmpdir:
-            self.host.spawner.rm_pool.submit(_remove_dir, self.tmpdir)
+            # an empty tmpdir (the usual case) goes at once, so it is gone when the job
+            # is reported finished; a full one is removed in the background
+            try:
+                os.rmdir(self.tmpdir)
+            except OSError:
+                self.host.spawner.rm_pool.submit(_remove_dir, self.tmpdir)
         code = self.exitcode
         if self.fatal_code is not None:
             code = max(code, self.fatal_code)
