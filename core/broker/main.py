@@ -86,6 +86,7 @@ def run_broker(rank, size, attrs, conf, command, created_rundir=None, bootstrap=
     from flux.core.broker.broker import Broker
     from flux.core.errors import FluxError
 
+    _limit_malloc_arenas()
     try:
         import uvloop
 
@@ -110,6 +111,17 @@ def run_broker(rank, size, attrs, conf, command, created_rundir=None, bootstrap=
         if created_rundir:
             shutil.rmtree(created_rundir, ignore_errors=True)
     return rc
+
+
+def _limit_malloc_arenas() -> None:
+    """At most two glibc malloc arenas: each thread (KVS writer, shell spawners) would
+    otherwise get its own, and memory freed in one is never reused by another."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass  # not glibc
 
 
 def _profiled(broker, path: str) -> int:
