@@ -100,6 +100,19 @@ class JobtapSpec:
     def jobtap_event(self, job: Any, name: str, context: dict, manager: Any) -> None:
         """An event was appended to the job's eventlog."""
 
+    @hookspec(firstresult=True)
+    def jobtap_delegate(self, job: Any, manager: Any) -> Any:
+        """The job entered SCHED: return an object that runs it somewhere else (another
+        instance) instead of this instance's scheduler and exec, or None.
+
+        The job then gets no allocation here: the delegate posts its `alloc`, `start`,
+        `finish`, `release`, `free` and `clean` events (manager.post) as the job
+        progresses where it runs. The manager calls `delegate.cleanup(job)` each time
+        the job enters or is in CLEANUP (a fatal exception here, or the delegate's own
+        `finish`): the delegate stops the job where it runs, if needed, and posts
+        `clean` once it is over there. `delegate.kill(job, signum)` relays
+        `flux job kill`."""
+
 
 class ShellSpec:
     """Group `flux.shell`: callbacks in the job shell (flux-shell-plugins(7) topics)."""

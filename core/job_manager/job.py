@@ -42,6 +42,7 @@ class Job:
     started: bool = False
     freeing: bool = False
     held_actions: int = 0  # prolog/epilog style holds: >0 delays start/free
+    delegate: Any = None  # runs the job in another instance (JobtapSpec.jobtap_delegate)
     waiters: list = attrs.Factory(list)
     aux: dict = attrs.Factory(dict)  # plugin data
 

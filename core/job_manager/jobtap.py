@@ -15,10 +15,23 @@ class Jobtap:
         for r in self.records:
             if not r.loaded and r.error != "disabled by config":
                 broker.log(3, f"jobtap plugin {r.name} ({r.distribution}) failed to load: {r.error}")
+        self._update_has()
+
+    def _update_has(self) -> None:
         # skip the call machinery for hooks nobody implements (hot path)
         self.has = {h: bool(getattr(self.pm.hook, h).get_hookimpls())
                     for h in ("jobtap_validate", "jobtap_priority", "jobtap_state",
-                              "jobtap_dependencies", "jobtap_event")}
+                              "jobtap_dependencies", "jobtap_event", "jobtap_delegate")}
+
+    def register(self, plugin, name: str) -> None:
+        """Add callbacks at run time: a broker plugin whose config enables it registers
+        its jobtap object here, so instances without that config pay nothing."""
+        self.pm.register(plugin, name=name)
+        self._update_has()
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self._update_has()
 
     def _call(self, hook: str, **kw) -> list:
         out = []
@@ -57,3 +70,12 @@ class Jobtap:
     def event(self, job, name: str, context: dict) -> None:
         if self.has["jobtap_event"]:
             self._call("jobtap_event", job=job, name=name, context=context)
+
+    def delegate(self, job):
+        """The first plugin's delegate for this job (see JobtapSpec.jobtap_delegate)."""
+        if not self.has["jobtap_delegate"]:
+            return None
+        for r in self._call("jobtap_delegate", job=job):
+            if r is not None:
+                return r
+        return None

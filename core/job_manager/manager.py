@@ -220,6 +220,12 @@ class JobManager(Service):
                 return
             self.post(job, "priority", {"priority": prio})
         elif state == SCHED:
+            if job.delegate is not None:
+                return  # already handed to another instance (urgency change)
+            if self.jobtap is not None and job.priority != 0:
+                job.delegate = self.jobtap.delegate(job)
+                if job.delegate is not None:
+                    return
             # a queued alloc is requeued by the scheduler's CANCEL answer; a held job
             # (priority 0) waits outside `pending`, so it is not re-sorted on every pass
             if not job.alloc_pending and job.priority != 0:
@@ -421,6 +427,9 @@ class JobManager(Service):
     def _cleanup(self, job: Job) -> None:
         if job.state != CLEANUP or job.freeing:
             return
+        if job.delegate is not None:  # it runs elsewhere: the delegate posts `clean`
+            job.delegate.cleanup(job)
+            return
         if job.exec_running:
             # after `finish` the tasks are gone and exec's `release` is on its way;
             # only a job cut short (an exception while running) needs its tasks killed
@@ -544,6 +553,9 @@ class JobManager(Service):
         signum = p.get("signum", 15)
         if not isinstance(signum, int) or not 0 < signum < 65:
             raise FluxError(errno.EINVAL, f"invalid signal number {signum}")
+        if job.state == RUN and job.delegate is not None:
+            job.delegate.kill(job, signum)
+            return {}
         if job.state != RUN or not job.exec_running:
             raise FluxError(errno.EINVAL, f"job {job.id} is not running")
         self.broker.send_internal_noresponse(f"{self.exec_service}.kill", {"id": job.id, "signum": signum})

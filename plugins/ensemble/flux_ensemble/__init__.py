@@ -1,0 +1,1 @@
+"""Hierarchical ensembles (see docs/ensembles.md)."""

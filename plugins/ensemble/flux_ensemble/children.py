@@ -1,0 +1,111 @@
+"""Child instances: the jobspec of each (a nested `flux broker` as flux batch makes),
+and R translated between a child's ranks and its parent's."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+
+from flux.core.util import idset
+
+from flux_ensemble.config import EnsembleConfig
+from flux_ensemble.shape import ChildSpec, render
+
+# what a child must not inherit from the broker that starts it (the shell sets its own)
+_DROP_PREFIXES = ("FLUX_JOB_", "FLUX_TASK_", "PMI_", "SLURM_", "FLUX_KVS_NAMESPACE",
+                  "FLUX_URI", "FLUX_PMI_LIBRARY_PATH", "FLUX_ENCLOSING_ID")
+
+
+def flux_command() -> str:
+    """The `flux` next to this interpreter (the one that runs this broker), else PATH's."""
+    here = os.path.join(os.path.dirname(sys.executable), "flux")
+    return here if os.access(here, os.X_OK) else "flux"
+
+
+def child_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
+
+
+def broker_options(levels_below: tuple[str, ...], cfg: EnsembleConfig) -> list[str]:
+    """The child's own `[ensemble]` table: the rest of the shape, and it is a member."""
+    return ["-Sbroker.rc2_none=1",
+            "--conf=ensemble.member=true",
+            f'--conf=ensemble.shape="{render(levels_below)}"',
+            f'--conf=ensemble.policy="{cfg.policy}"',
+            f"--conf=ensemble.batch-max={cfg.batch_max}",
+            f"--conf=ensemble.flush-delay={cfg.flush_delay}"]
+
+
+def child_jobspec(spec: ChildSpec, index: int, levels_below: tuple[str, ...],
+                  cfg: EnsembleConfig) -> dict:
+    """A nested instance of one broker per node over `spec`'s resources."""
+    from flux.job import JobspecV1
+
+    if spec.exclusive:
+        js = JobspecV1.from_nest_command([], num_slots=spec.nnodes, num_nodes=spec.nnodes,
+                                         exclusive=True,
+                                         broker_opts=broker_options(levels_below, cfg),
+                                         environment=child_environment(), cwd=os.getcwd(),
+                                         name=f"ensemble-{index}")
+    else:
+        js = JobspecV1.from_nest_command([], num_slots=1, cores_per_slot=spec.ncores,
+                                         num_nodes=1,
+                                         broker_opts=broker_options(levels_below, cfg),
+                                         environment=child_environment(), cwd=os.getcwd(),
+                                         name=f"ensemble-{index}")
+    d = copy.deepcopy(js.jobspec)
+    d["tasks"][0]["command"][0] = flux_command()
+    d["attributes"]["system"]["ensemble"] = {"child": index}
+    return d
+
+
+def ranks_of(R: dict | None) -> list[int]:
+    """The sorted broker ranks of an R (the parent's ranks a child instance runs on)."""
+    out: set[int] = set()
+    for e in ((R or {}).get("execution") or {}).get("R_lite") or []:
+        out.update(idset.decode(str(e.get("rank", ""))))
+    return sorted(out)
+
+
+def rerank(R: dict, mapping: list[int]) -> dict:
+    """R with rank i replaced by mapping[i] (a child's R in its parent's ranks, or the
+    reverse with the inverse mapping). Ranks outside the mapping are kept."""
+    ex = R.get("execution")
+    if not isinstance(ex, dict) or not mapping:
+        return R
+    out = dict(R)
+    ex = out["execution"] = dict(ex)
+    n = len(mapping)
+    lite = []
+    for e in ex.get("R_lite") or []:
+        e = dict(e)
+        e["rank"] = idset.encode([mapping[r] if r < n else r
+                                  for r in idset.decode(str(e.get("rank", "")))])
+        lite.append(e)
+    ex["R_lite"] = lite
+    props = ex.get("properties")
+    if isinstance(props, dict):
+        ex["properties"] = {k: idset.encode([mapping[r] if r < n else r
+                                             for r in idset.decode(str(v))])
+                            for k, v in props.items()}
+    ex.pop("nslots", None)
+    return out
+
+
+def to_child_ranks(R: dict) -> dict:
+    """A job's R renumbered from 0, as the child instance running on it sees it."""
+    old = ranks_of(R)
+    if not old:
+        return R
+    inverse = {r: i for i, r in enumerate(old)}
+    out = dict(R)
+    ex = out["execution"] = dict(R["execution"])
+    ex["R_lite"] = [dict(e, rank=idset.encode([inverse[r] for r in idset.decode(str(e["rank"]))]))
+                    for e in ex.get("R_lite") or []]
+    props = ex.get("properties")
+    if isinstance(props, dict):
+        ex["properties"] = {k: idset.encode([inverse[r] for r in idset.decode(str(v)) if r in inverse])
+                            for k, v in props.items()}
+    ex.pop("nslots", None)
+    return out
