@@ -14,7 +14,8 @@ from flux_ensemble.shape import ChildSpec, render
 
 # what a child must not inherit from the broker that starts it (the shell sets its own)
 _DROP_PREFIXES = ("FLUX_JOB_", "FLUX_TASK_", "PMI_", "SLURM_", "FLUX_KVS_NAMESPACE",
-                  "FLUX_URI", "FLUX_PMI_LIBRARY_PATH", "FLUX_ENCLOSING_ID")
+                  "FLUX_URI", "FLUX_PMI_LIBRARY_PATH", "FLUX_ENCLOSING_ID",
+                  "FLUX_BROKER_PROFILE")  # a profile of the root is not overwritten by its children
 
 
 def flux_command() -> str:

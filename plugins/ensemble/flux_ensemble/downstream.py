@@ -94,7 +94,9 @@ class Downstream:
         self.mirroring = False
         self.flush_scheduled = False
         self.error: str | None = None
-        self.stats = {"taken": 0, "forwarded": 0, "completed": 0, "t_first": None, "t_last": None}
+        self.stats = {"taken": 0, "forwarded": 0, "completed": 0, "failed": 0,
+                      "t_first": None, "t_last": None}
+        self.local_active = 0  # jobs of ours (not passing through) not yet inactive
         self.jm.listeners.append(self._child_job_event)
 
     # ============================================================ children
@@ -138,7 +140,9 @@ class Downstream:
     def fail(self, why: str) -> None:
         """Nothing can run below us: say so, and fail what waits."""
         self.error = why
-        self.broker.log(3, f"ensemble: {why}")
+        # children end when the instance does: no error then
+        self.broker.log(6 if getattr(self.broker, "shutdown_started", False) else 3,
+                        f"ensemble: {why}")
         for route in list(self.queue.values()):
             self._synthesize(route, why)
         self.queue.clear()
@@ -242,6 +246,7 @@ class Downstream:
         route = Route(key, job=job)
         job.aux["ensemble.key"] = key
         self.routes[key] = route
+        self.local_active += 1
         self._enqueue(route)
         return self
 
@@ -279,6 +284,11 @@ class Downstream:
             self.jm.post(job, name, ctx)
         finally:
             self.mirroring = False
+        if name == "clean":
+            self.local_active -= 1
+            if not job.success:
+                self.stats["failed"] += 1
+            self.svc.job_done()
 
     # ========================================================== pass-through
     def forward(self, items: list[dict]) -> None:
@@ -334,17 +344,19 @@ class Downstream:
             p, route.payload = route.payload, None
             return p
         job = route.job
-        kvs = self.broker.kvs
-        d = encode_kvs(job.id)
-        try:
-            J = kvs.lookup_value("primary", d + ".J").decode()
-            jobspec = kvs.lookup_json("primary", d + ".jobspec")
-        except FluxError as exc:
-            self._synthesize(route, f"ensemble: cannot read the job to forward it: {exc.strerror}")
-            return None
-        return {"key": route.key, "J": J, "jobspec": jobspec, "userid": job.userid,
-                "urgency": job.urgency, "flags": job.flags & ~WAITABLE,
-                "origin": encode_f58(job.id)}
+        p = {"key": route.key, "jobspec": job.jobspec, "env": job.aux.pop("ensemble.env", None),
+             "userid": job.userid, "urgency": job.urgency, "flags": job.flags & ~WAITABLE,
+             "origin": encode_f58(job.id)}
+        if job.userid != self.broker.owner:
+            # a guest's signed request must reach the instance that runs the job (the
+            # IMP checks it there); the owner's J (mechanism none) is remade there
+            try:
+                p["J"] = self.broker.kvs.lookup_value("primary", encode_kvs(job.id) + ".J").decode()
+            except FluxError as exc:
+                self._synthesize(route, f"ensemble: cannot read the job's J to forward it: "
+                                        f"{exc.strerror}")
+                return None
+        return p
 
     def _flush(self) -> None:
         self.flush_scheduled = False

@@ -4,8 +4,9 @@ They enter the job manager directly (the root's ingest already verified and
 validated them; its jobspec, with what ingest added, is what comes down), marked
 `attributes.system.ensemble.key` with their key on the link, so a job manager
 listener can send their events up from the very first. The parent needs only what
-changes its copy's state: alloc (with R), start, finish, release, free, clean,
-exceptions and memos. A real job's `finish` waits for its `release`, when exec has
+changes its copy's state, and what users wait for: alloc (with R), start, finish,
+clean, exceptions and memos (release and free concern the leaf's resources; the
+parent's copy holds none). A real job's `finish` waits for its `release`, when exec has
 copied the job's exec eventlog and output to `job.<id>.guest`: they go up with it.
 """
 
@@ -14,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import errno
 
+import orjson
 from flux.core.errors import FluxError
 from flux.core.job.fluid import encode_kvs
+from flux.core.security.sign import wrap_none
 
-UP = frozenset(("alloc", "start", "finish", "release", "free", "clean", "exception", "memo"))
+# release and free are about the leaf's own resources: the parent's copy holds none
+UP = frozenset(("alloc", "start", "finish", "release", "clean", "exception", "memo"))
 GUEST_KEYS = ("exec.eventlog", "output", "input")
 
 
@@ -51,8 +55,13 @@ class Runner:
             raise FluxError(errno.EPROTO, "forwarded job has no jobspec")
         attrs_ = jobspec.setdefault("attributes", {})
         system = attrs_.setdefault("system", {})
+        if it.get("env") is not None:
+            system["environment"] = it["env"]
+        J = it.get("J")
+        if J is None:  # the owner's: remade from the jobspec the parent accepted
+            J = wrap_none(orjson.dumps(jobspec), it["userid"])
         system["ensemble"] = {"key": key, "origin": it.get("origin")}
-        return await self.jm.submit(jobspec, it["J"], it["userid"], it.get("urgency", 16),
+        return await self.jm.submit(jobspec, J, it["userid"], it.get("urgency", 16),
                                     it.get("flags", 0))
 
     def cancel(self, key: int, ctx: dict) -> None:
@@ -98,7 +107,6 @@ class Runner:
         elif name == "release":
             if jobid in self.held:
                 up.send(key, "finish", self.held.pop(jobid), self._guest(jobid))
-            up.send(key, name, ctx)
         elif name == "clean":
             if jobid in self.held:  # no release came (never ran)
                 up.send(key, "finish", self.held.pop(jobid))

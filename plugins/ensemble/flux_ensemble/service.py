@@ -31,6 +31,17 @@ class DelegateHook:
         self.downstream = downstream
 
     @hookimpl
+    def jobtap_validate(self, job, manager):
+        # the job manager keeps jobspecs without their environment: hold on to it
+        # until the job goes down, rather than read the whole jobspec back from the KVS
+        try:
+            env = job.jobspec["attributes"]["system"].get("environment")
+        except (KeyError, TypeError, AttributeError):
+            return
+        if env is not None:
+            job.aux["ensemble.env"] = env
+
+    @hookimpl
     def jobtap_delegate(self, job, manager):
         return self.downstream.take(job)
 
@@ -48,6 +59,9 @@ class EnsembleService(Service):
         self.ready = False
         self.ready_waiters: list = []
         self.setup_task: asyncio.Task | None = None
+        self.progress_streams: list = []
+        self.progress_timer: asyncio.TimerHandle | None = None
+        self.drain_waiters: list = []
 
     async def start(self) -> None:
         if self.cfg is not None and self.error is None:
@@ -56,9 +70,11 @@ class EnsembleService(Service):
     async def stop(self) -> None:
         if self.upstream is not None:
             self.upstream.close()
-        for m in self.ready_waiters:
+        for m in self.ready_waiters + self.progress_streams + self.drain_waiters:
             self.respond_error(m, errno.ENOSYS, "the instance is shutting down")
         self.ready_waiters.clear()
+        self.progress_streams.clear()
+        self.drain_waiters.clear()
 
     async def _setup(self) -> None:
         b = self.broker
@@ -164,6 +180,8 @@ class EnsembleService(Service):
         if self.downstream is not None:
             self.downstream.disconnect(sender)
         self.ready_waiters = [m for m in self.ready_waiters if m.sender != sender]
+        self.progress_streams = [m for m in self.progress_streams if m.sender != sender]
+        self.drain_waiters = [m for m in self.drain_waiters if m.sender != sender]
 
     def _status(self) -> dict:
         cfg = self.cfg
@@ -178,6 +196,50 @@ class EnsembleService(Service):
         if self.downstream is not None:
             out.update(self.downstream.describe())
         return out
+
+    # ------------------------------------------------------ progress, drain
+    def _counts(self) -> dict:
+        d = self.downstream
+        st = d.stats if d is not None else {}
+        return {"taken": st.get("taken", 0), "completed": st.get("completed", 0),
+                "failed": st.get("failed", 0), "active": d.local_active if d is not None else 0}
+
+    def job_done(self) -> None:
+        """A job of ours is over (its child's `clean` was mirrored)."""
+        if self.progress_streams:
+            if self.downstream.local_active == 0:  # the last one: say so at once
+                if self.progress_timer is not None:
+                    self.progress_timer.cancel()
+                self._send_progress()
+            elif self.progress_timer is None:
+                self.progress_timer = asyncio.get_running_loop().call_later(0.2, self._send_progress)
+        if self.drain_waiters and self.downstream.local_active == 0:
+            waiters, self.drain_waiters = self.drain_waiters, []
+            for m in waiters:
+                self.respond(m, self._counts())
+
+    def _send_progress(self) -> None:
+        self.progress_timer = None
+        counts = self._counts()
+        for m in self.progress_streams:
+            self.respond(m, counts)
+
+    @method("progress", streaming=True)
+    def progress(self, msg):
+        """Counts of this instance's jobs sent down (taken, completed, failed, active),
+        now and then at most five times a second while they change."""
+        self.progress_streams.append(msg)
+        self.respond(msg, self._counts())
+        return NOREPLY
+
+    @method("drain")
+    def drain(self, msg):
+        """Answer once no job of ours is running below (the children keep running, so
+        `flux queue drain` would wait for them too)."""
+        if self.downstream is None or self.downstream.local_active == 0:
+            return self._counts()
+        self.drain_waiters.append(msg)
+        return NOREPLY
 
     @method("status")
     def status(self, msg):
