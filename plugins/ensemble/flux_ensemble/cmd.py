@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from flux.core.job import fluid
+
 from flux_ensemble import children
 from flux_ensemble import shape as shapes
 
@@ -67,7 +69,8 @@ def cmd_status(args) -> int:
         print(f"error: {st['error']}")
         return 1
     for c in st.get("children") or []:
-        print(f"  child {c['index']}: job {c['id']} {c['state']} ({c['resources']}) "
+        jid = fluid.encode_f58(c["id"]) if isinstance(c.get("id"), int) else c.get("id")
+        print(f"  child {c['index']}: job {jid} {c['state']} ({c['resources']}) "
               f"sent={c['sent']} done={c['done']} outstanding={c['outstanding']}"
               + (f" error: {c['error']}" if c.get("error") else ""))
     if args.tree and st.get("tree"):

@@ -185,7 +185,7 @@ class EnsembleService(Service):
 
     def _status(self) -> dict:
         cfg = self.cfg
-        out = {"enabled": cfg is not None, "error": self.error, "ready": self.ready,
+        out = {"enabled": True, "error": self.error, "ready": self.ready,
                "member": bool(cfg and cfg.member),
                "shape": shape.render(cfg.levels) if cfg else None,
                "policy": cfg.policy if cfg else None,

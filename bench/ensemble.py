@@ -1,0 +1,162 @@
+"""Ensemble throughput through a tree of instances: depth 1 vs 2 vs 3.
+
+The modeled cluster: 32 nodes of 36 cores, as `flux start --test-size=32
+--test-hosts=node[0-31]` with a matching `resource.config` (32 brokers, one per fake
+node, so child instances can be started on every node). Jobs use test exec
+(`system.exec.test.run_duration`, no processes).
+
+- depth 1: the jobs run in the root instance itself;
+- depth 2: `[ensemble] shape = "node"`: one child per node (32 children);
+- depth 3: `shape = "node,2"`: and two grandchildren per child (64 leaves), the
+  shape that fits this machine (a grandchild per core would be 1152 brokers).
+
+The same client submits in every case: one signed jobspec reused, batches of 512,
+4 requests in flight (`flux ensemble run` at depth 2 and 3; the same loop here at
+depth 1), and the clock runs from the first submit to the last job's end. For each
+level the brokers' CPU time per job is measured from /proc (what forwarding costs
+the root, compared with running the jobs).
+
+    python bench/ensemble.py [--jobs 10000] [--depths 1,2,3] [--shape3 node,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from instance import Instance  # noqa: E402
+
+NODES, CORES = 32, 36
+HOSTS = f"node[0-{NODES - 1}]"
+CLUSTER = f'resource.config=[{{hosts="{HOSTS}", cores="0-{CORES - 1}"}}]'
+DURATION = "0.001s"
+
+
+def cpu_of(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_of(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def depth1(njobs: int) -> dict:
+    with Instance(NODES, conf=[CLUSTER], extra=[f"--test-hosts={HOSTS}"]) as inst:
+        code = r"""
+import json, os, sys, time
+import flux
+from flux.core.security.sign import wrap_none
+from flux.job import JobspecV1
+n = int(sys.argv[1])
+h = flux.Flux()
+pid = int(h.attr_get("broker.pid"))
+def cpu():
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+js = JobspecV1.from_command(["true"], cwd=os.getcwd())
+js.setattr("system.exec.test", {"run_duration": sys.argv[2]})
+J = wrap_none(js.dumps().encode(), os.getuid())
+state = {"sent": 0, "inflight": 0}
+def cb(f):
+    f.get()
+    state["inflight"] -= 1
+    send()
+def send():
+    while state["inflight"] < 4 and state["sent"] < n:
+        k = min(512, n - state["sent"])
+        state["sent"] += k
+        state["inflight"] += 1
+        h.rpc("job-ingest.submit", {"jobs": [{"J": J, "urgency": 16, "flags": 0}] * k}).then(cb)
+c0, t0 = cpu(), time.time()
+send()
+h.reactor_run()
+h.rpc("job-manager.drain", {}).get()
+t1 = time.time()
+print(json.dumps({"jobs": n, "elapsed": t1 - t0, "jobs_per_s": n / (t1 - t0),
+                  "levels": [{"level": 0, "instances": 1, "cpu_s": cpu() - c0,
+                              "cpu_ms_per_job": 1000 * (cpu() - c0) / n}]}))
+"""
+        r = subprocess.run([sys.executable, "-c", code, str(njobs), DURATION], env=inst.env,
+                           capture_output=True, text=True, check=True)
+        return json.loads(r.stdout)
+
+
+def tree_run(shape: str, njobs: int, policy: str) -> dict:
+    t0 = time.time()
+    with Instance(NODES, conf=[CLUSTER, f'ensemble.shape="{shape}"', f'ensemble.policy="{policy}"'],
+                  extra=[f"--test-hosts={HOSTS}"]) as inst:
+        st = json.loads(inst.flux("ensemble", "status", "--wait", "--json", timeout=600).stdout)
+        up = time.time() - t0
+        if st.get("error"):
+            raise RuntimeError(st["error"])
+
+        def pids(t):
+            yield t["pid"]
+            for k in t.get("children") or []:
+                yield from pids(k)
+
+        mem = sum(rss_of(p) for p in pids(st["tree"]))
+        r = inst.flux("ensemble", "run", "-n", str(njobs), "--test-exec",
+                      f"--run-duration={DURATION}", "--json", "true", timeout=3600)
+        rep = json.loads(r.stdout)
+        rep["tree_up_s"] = up
+        rep["brokers_rss_mb"] = mem
+        rep["brokers"] = len(list(pids(st["tree"])))
+        return rep
+
+
+def show(name: str, rep: dict) -> None:
+    extra = ""
+    if "tree_up_s" in rep:
+        extra = (f"  (tree of {rep['brokers']} instances up in {rep['tree_up_s']:.1f}s, "
+                 f"{rep['brokers_rss_mb']:.0f} MB RSS)")
+    print(f"{name}: {rep['jobs_per_s']:8.1f} jobs/s  ({rep['jobs']} jobs in "
+          f"{rep['elapsed']:.2f}s){extra}")
+    for lv in rep["levels"]:
+        print(f"    level {lv['level']}: {lv['instances']:3d} instance(s)  broker CPU "
+              f"{lv['cpu_s']:7.2f}s  {lv['cpu_ms_per_job']:6.3f} ms/job")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--jobs", type=int, default=10000)
+    p.add_argument("--depths", default="1,2,3")
+    p.add_argument("--shape2", default="node")
+    p.add_argument("--shape3", default="node,2")
+    p.add_argument("--policy", default="rr", choices=["rr", "least-loaded"])
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    out = {}
+    with open("/proc/loadavg") as f:
+        print(f"load average before: {f.read().split()[:3]}  ({os.cpu_count()} CPUs)")
+    for d in [int(x) for x in args.depths.split(",")]:
+        if d == 1:
+            rep = depth1(args.jobs)
+            name = "depth 1 (one instance)"
+        else:
+            shape = args.shape2 if d == 2 else args.shape3
+            rep = tree_run(shape, args.jobs, args.policy)
+            name = f"depth {d} (shape {shape})"
+        out[d] = rep
+        show(name, rep)
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

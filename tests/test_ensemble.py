@@ -1,0 +1,315 @@
+"""Hierarchical ensembles: jobs submitted at the root run in child instances and are
+followed from the root (plugins/ensemble).
+
+Trees here are small: a one-broker root modeling one 8-core node, split by cores
+(depth 2: `2`, two children of 4 cores; depth 3: `2,2`, four grandchildren of 2
+cores), and a two-broker root with fake host names split by node (`node`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import time
+
+import pytest
+from conftest import Instance
+
+pytestmark = pytest.mark.slow
+
+NODE8 = 'resource.config=[{hosts="node0", cores="0-7"}]'
+TEST_EXEC = "-Ssystem.exec.test.run_duration=0.01s"
+
+
+def status(inst, uri: str | None = None) -> dict:
+    env = {"FLUX_URI": uri} if uri else None
+    r = inst.flux("ensemble", "status", "--wait", "--json", env=env, timeout=120)
+    return json.loads(r.stdout)
+
+
+def leaves(tree: dict) -> list[dict]:
+    kids = tree.get("children") or []
+    return [tree] if not kids else [x for k in kids for x in leaves(k)]
+
+
+def all_pids(tree: dict) -> list[int]:
+    return [tree["pid"]] + [p for k in tree.get("children") or [] for p in all_pids(k)]
+
+
+def wait_gone(pids: list[int], timeout: float = 60) -> list[int]:
+    """Wait (on pidfds, not by polling) until these processes have exited; return
+    those still alive after `timeout`."""
+    fds = {}
+    for p in pids:
+        try:
+            fds[os.pidfd_open(p)] = p
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + timeout
+    while fds:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select(list(fds), [], [], left)
+        for fd in ready:
+            os.close(fd)
+            del fds[fd]
+    alive = list(fds.values())
+    for fd in fds:
+        os.close(fd)
+    return alive
+
+
+def jobs_at(inst, uri: str | None, *args: str) -> list[dict]:
+    env = {"FLUX_URI": uri} if uri else None
+    fmt = "{id.f58} {name} {status_abbrev} {returncode}"
+    r = inst.flux("jobs", "-a", "-n", "-o", fmt, *args, env=env, check=True)
+    out = []
+    for line in r.stdout.splitlines():
+        jid, name, st, rc = (line.split() + [""] * 4)[:4]
+        out.append({"id": jid, "name": name, "status": st, "returncode": rc})
+    return out
+
+
+def submit(inst, *args: str) -> str:
+    return inst.flux("submit", *args, check=True).stdout.strip()
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def depth2():
+    inst = Instance(1, conf=[NODE8, 'ensemble.shape="2"'])
+    st = status(inst)
+    assert st["ready"] and not st["error"], st
+    yield inst
+    pids = all_pids(st["tree"])
+    inst.stop()
+    assert wait_gone(pids) == [], "brokers of the tree still running after shutdown"
+
+
+@pytest.fixture(scope="module")
+def depth3():
+    inst = Instance(1, conf=[NODE8, 'ensemble.shape="2,2"', 'ensemble.policy="least-loaded"'])
+    st = status(inst)
+    assert st["ready"] and not st["error"], st
+    yield inst
+    pids = all_pids(st["tree"])
+    inst.stop()
+    assert wait_gone(pids) == [], "brokers of the tree still running after shutdown"
+
+
+# ------------------------------------------------------------------- depth 2
+def test_depth2_tree(depth2):
+    st = status(depth2)
+    assert st["shape"] == "2" and st["role"] == "parent"
+    assert [c["state"] for c in st["children"]] == ["joined", "joined"]
+    assert [c["resources"] for c in st["children"]] == ["4 cores", "4 cores"]
+    # the children are ordinary jobs of the root
+    kids = [j for j in jobs_at(depth2, None) if j["name"].startswith("ensemble-")]
+    assert sorted(j["name"] for j in kids) == ["ensemble-0", "ensemble-1"]
+    assert all(j["status"] == "R" for j in kids)
+    for leaf in leaves(st["tree"]):
+        assert status(depth2, leaf["uri"])["role"] == "leaf"
+
+
+def test_depth2_test_exec_jobs_complete_and_are_followed_from_root(depth2):
+    before = {c["index"]: c["done"] for c in status(depth2)["children"]}
+    ids = depth2.flux("submit", "--cc=1-40", TEST_EXEC, "--job-name=te2", "true",
+                      check=True).stdout.split()
+    assert len(ids) == 40
+    depth2.flux("ensemble", "drain", check=True, timeout=120)
+    mine = [j for j in jobs_at(depth2, None, "--name=te2")]
+    assert len(mine) == 40
+    assert {j["status"] for j in mine} == {"CD"}
+    st = status(depth2)
+    # round robin: both children ran half
+    assert [c["done"] - before[c["index"]] for c in st["children"]] == [20, 20]
+    assert all(c["outstanding"] == 0 for c in st["children"])
+    # the root's copy has the events of the job that ran below, and its R
+    log = depth2.flux("job", "eventlog", ids[0], check=True).stdout
+    names = [ln.split()[1] for ln in log.splitlines()]
+    assert names[:4] == ["submit", "validate", "depend", "priority"]
+    assert names[4:] == ["alloc", "start", "finish", "clean"]
+    R = json.loads(depth2.flux("job", "info", ids[0], "R", check=True).stdout)
+    assert R["execution"]["nodelist"] == ["node0"]
+    # each leaf ran its jobs as its own jobs, marked with the root's id
+    ran = 0
+    for leaf in leaves(st["tree"]):
+        lj = jobs_at(depth2, leaf["uri"], "--name=te2")
+        ran += len(lj)
+        assert {j["status"] for j in lj} == {"CD"}
+    assert ran == 40
+
+
+def test_depth2_output_exit_code_and_wait(depth2):
+    jid = submit(depth2, "echo", "hello from a leaf")
+    r = depth2.flux("job", "attach", jid, timeout=60)
+    assert r.returncode == 0 and r.stdout == "hello from a leaf\n"
+    bad = submit(depth2, "--flags=waitable", "sh", "-c", "echo oops >&2; exit 3")
+    r = depth2.flux("job", "attach", bad, timeout=60)
+    assert r.returncode == 3
+    assert "oops" in r.stderr
+    r = depth2.flux("job", "wait", bad, timeout=60)
+    assert r.returncode != 0 and "exit code 3" in r.stderr
+    by_id = {j["id"]: j for j in jobs_at(depth2, None)}
+    assert by_id[bad]["status"] == "F" and by_id[bad]["returncode"] == "3"
+    assert by_id[jid]["status"] == "CD" and by_id[jid]["returncode"] == "0"
+    out = depth2.flux("job", "eventlog", "-p", "output", jid, check=True).stdout
+    assert "hello from a leaf" in out
+
+
+def test_depth2_executor_futures(depth2):
+    code = (
+        "import sys\n"
+        "from flux.job import FluxExecutor, JobspecV1\n"
+        "with FluxExecutor() as ex:\n"
+        "    ok = ex.submit(JobspecV1.from_command(['true']))\n"
+        "    bad = ex.submit(JobspecV1.from_command(['false']))\n"
+        "    print(ok.result(timeout=60), bad.result(timeout=60))\n"
+    )
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code], env=depth2.env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "1"]
+
+
+def test_depth2_cancel_reaches_the_leaf(depth2):
+    jid = submit(depth2, "--job-name=sleeper", "sleep", "300")
+    depth2.flux("job", "wait-event", "-t", "60", jid, "start", check=True)
+    st = status(depth2)
+    running = [(leaf["uri"], j) for leaf in leaves(st["tree"])
+               for j in jobs_at(depth2, leaf["uri"], "--name=sleeper") if j["status"] == "R"]
+    assert len(running) == 1
+    depth2.flux("cancel", jid, check=True)
+    depth2.flux("job", "wait-event", "-t", "60", jid, "clean", check=True)
+    mine = {j["id"]: j for j in jobs_at(depth2, None, "--name=sleeper")}
+    assert mine[jid]["status"] == "CA"
+    uri, leafjob = running[0]
+    lj = {j["id"]: j for j in jobs_at(depth2, uri, "--name=sleeper")}
+    assert lj[leafjob["id"]]["status"] == "CA"
+    assert jobs_at(depth2, uri, "--filter=running") == []
+
+
+def test_depth2_cancel_before_it_runs(depth2):
+    # held at the root (urgency 0): never sent down; cancel ends it here
+    jid = submit(depth2, "--urgency=0", "true")
+    depth2.flux("cancel", jid, check=True)
+    depth2.flux("job", "wait-event", "-t", "30", jid, "clean", check=True)
+    log = depth2.flux("job", "eventlog", jid, check=True).stdout
+    assert "alloc" not in log and "exception" in log
+
+
+def test_depth2_job_too_big_for_a_child_fails_clearly(depth2):
+    jid = submit(depth2, "-n", "1", "-c", "6", TEST_EXEC, "true")
+    depth2.flux("job", "wait-event", "-t", "60", jid, "clean", check=True)
+    log = depth2.flux("job", "eventlog", jid, check=True).stdout
+    assert "exception" in log and "alloc" not in log.split("exception")[0]
+
+
+# ------------------------------------------------------------------- depth 3
+def test_depth3_everything_completes_and_cancel(depth3):
+    st = status(depth3)
+    assert st["shape"] == "2,2"
+    assert len(st["tree"]["children"]) == 2
+    assert all(len(c["children"]) == 2 for c in st["tree"]["children"])
+    ids = depth3.flux("submit", "--cc=1-60", TEST_EXEC, "--job-name=te3", "true",
+                      check=True).stdout.split()
+    echo = submit(depth3, "echo", "from depth three")
+    fail = submit(depth3, "sh", "-c", "exit 7")
+    sleeper = submit(depth3, "--job-name=sleeper3", "sleep", "300")
+    depth3.flux("job", "wait-event", "-t", "60", sleeper, "start", check=True)
+    depth3.flux("cancel", sleeper, check=True)
+    depth3.flux("ensemble", "drain", check=True, timeout=120)
+    r = depth3.flux("job", "attach", echo, timeout=60)
+    assert r.stdout == "from depth three\n"
+    assert depth3.flux("job", "attach", fail, timeout=60).returncode == 7
+    by_id = {j["id"]: j for j in jobs_at(depth3, None)}
+    assert all(by_id[i]["status"] == "CD" for i in ids)
+    assert by_id[fail]["status"] == "F" and by_id[fail]["returncode"] == "7"
+    assert by_id[sleeper]["status"] == "CA"
+    # every grandchild ran some (least loaded spreads them), none is running anything
+    total = 0
+    for leaf in leaves(st["tree"]):
+        lj = jobs_at(depth3, leaf["uri"])
+        total += len(lj)
+        assert jobs_at(depth3, leaf["uri"], "--filter=running") == []
+    assert total == 63
+    # the middle level passes jobs through: it holds none of them itself
+    for mid in st["tree"]["children"]:
+        names = {j["name"] for j in jobs_at(depth3, mid["uri"])}
+        assert names == {"ensemble-0", "ensemble-1"}
+
+
+# ----------------------------------------------------- by node, config errors
+def test_split_by_node_two_brokers(make_instance):
+    inst = make_instance(2, conf=['resource.config=[{hosts="node[0-1]", cores="0-3"}]',
+                                  'ensemble.shape="node"'],
+                         extra=["--test-hosts=node[0-1]"])
+    st = status(inst)
+    assert [c["resources"] for c in st["children"]] == ["1 node", "1 node"]
+    a = submit(inst, "hostname")
+    b = submit(inst, "hostname")
+    inst.flux("ensemble", "drain", check=True, timeout=120)
+    nodes = sorted(json.loads(inst.flux("job", "info", j, "R", check=True).stdout)
+                   ["execution"]["nodelist"][0] for j in (a, b))
+    assert nodes == ["node0", "node1"]
+    ranks = sorted(json.loads(inst.flux("job", "info", j, "R", check=True).stdout)
+                   ["execution"]["R_lite"][0]["rank"] for j in (a, b))
+    assert ranks == ["0", "1"]  # the leaf's rank 0, in the root's ranks
+
+
+def test_bad_config_is_reported_and_jobs_run_here(make_instance):
+    inst = make_instance(1, conf=[NODE8, 'ensemble.shape="2y"'])
+    r = inst.flux("ensemble", "status")
+    assert r.returncode == 1 and "shape level '2y'" in r.stdout
+    jid = submit(inst, TEST_EXEC, "true")
+    inst.flux("job", "wait-event", "-t", "30", jid, "clean", check=True)
+    assert jobs_at(inst, None)[0]["status"] == "CD"
+    inst2 = make_instance(1, conf=[NODE8, 'ensemble.shape="9"'])
+    r = inst2.flux("ensemble", "status", "--wait")
+    assert r.returncode == 1 and "cannot start 9 children on a node of 8 cores" in r.stdout
+    inst3 = make_instance(1, conf=[NODE8, 'ensemble.policy="random"', 'ensemble.shape="2"'])
+    r = inst3.flux("ensemble", "status")
+    assert r.returncode == 1 and "policy must be one of rr, least-loaded" in r.stdout
+
+
+def test_ordinary_instance_has_no_ensemble(instance):
+    r = instance.flux("ensemble", "status")
+    assert r.returncode == 1 and "not an ensemble" in r.stdout
+    r = instance.flux("ensemble", "run", "-n", "1", "true")
+    assert r.returncode == 1 and "--shape" in r.stderr
+
+
+# ---------------------------------------------------------------- the tool
+def test_ensemble_run_brings_up_a_tree(tmp_path):
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env.pop("FLUX_URI", None)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "flux"), "ensemble", "run",
+                        "--shape=2,2", f"-o--conf={NODE8}", "-n", "100", "--test-exec",
+                        "--json", "true"], env=env, capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rep["jobs"] == 100 and rep["failed"] == 0 and rep["shape"] == "2,2"
+    assert [lv["instances"] for lv in rep["levels"]] == [1, 2, 4]
+    assert [lv["jobs"] for lv in rep["levels"]] == [100, 100, 100]
+    assert rep["jobs_per_s"] > 0
+
+
+def test_ensemble_run_in_an_ensemble_root(depth2):
+    r = depth2.flux("ensemble", "run", "-n", "30", "--test-exec", "--json", "true", timeout=120)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["jobs"] == 30 and rep["failed"] == 0
+    r = depth2.flux("ensemble", "run", "-n", "3", "--json", "false", timeout=120)
+    assert r.returncode == 1 and json.loads(r.stdout)["failed"] == 3
+    r = depth2.flux("ensemble", "run", "--shape=node,core", "-n", "3", "true")
+    assert r.returncode == 1 and "has shape '2'" in r.stderr
