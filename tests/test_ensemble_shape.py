@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from flux_ensemble import policy
-from flux_ensemble.children import rerank, to_child_ranks
+from flux_ensemble.children import ranks_of, rerank
 from flux_ensemble.config import ConfigError, from_conf
 from flux_ensemble.shape import ChildSpec, ShapeError, count_instances, parse, split
 
@@ -65,12 +65,12 @@ def test_policies():
     assert picks == [1, 1, 2, 0]  # ties go to the first child
 
 
-def test_rerank_round_trip():
-    R = {"version": 1, "execution": {"R_lite": [{"rank": "5-6", "children": {"core": "0-3"}}],
-                                     "nodelist": ["node[5-6]"], "properties": {"big": "6"}}}
-    child = to_child_ranks(R)
-    assert child["execution"]["R_lite"][0]["rank"] == "0-1"
-    assert child["execution"]["properties"] == {"big": "1"}
-    back = rerank(child, [5, 6])
-    assert back["execution"]["R_lite"][0]["rank"] == "5-6"
-    assert back["execution"]["properties"] == {"big": "6"}
+def test_rerank_to_parent_ranks():
+    # a leaf's R (ranks 0-1) in its parent's ranks (the child runs on ranks 5 and 6)
+    child = {"version": 1, "execution": {"R_lite": [{"rank": "0-1", "children": {"core": "0-3"}}],
+                                         "nodelist": ["node[5-6]"], "properties": {"big": "1"}}}
+    up = rerank(child, [5, 6])
+    assert up["execution"]["R_lite"][0]["rank"] == "5-6"
+    assert up["execution"]["properties"] == {"big": "6"}
+    assert ranks_of(up) == [5, 6]
+    assert child["execution"]["R_lite"][0]["rank"] == "0-1"  # not changed in place

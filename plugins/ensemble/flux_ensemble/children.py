@@ -92,21 +92,3 @@ def rerank(R: dict, mapping: list[int]) -> dict:
                             for k, v in props.items()}
     ex.pop("nslots", None)
     return out
-
-
-def to_child_ranks(R: dict) -> dict:
-    """A job's R renumbered from 0, as the child instance running on it sees it."""
-    old = ranks_of(R)
-    if not old:
-        return R
-    inverse = {r: i for i, r in enumerate(old)}
-    out = dict(R)
-    ex = out["execution"] = dict(R["execution"])
-    ex["R_lite"] = [dict(e, rank=idset.encode([inverse[r] for r in idset.decode(str(e["rank"]))]))
-                    for e in ex.get("R_lite") or []]
-    props = ex.get("properties")
-    if isinstance(props, dict):
-        ex["properties"] = {k: idset.encode([inverse[r] for r in idset.decode(str(v)) if r in inverse])
-                            for k, v in props.items()}
-    ex.pop("nslots", None)
-    return out

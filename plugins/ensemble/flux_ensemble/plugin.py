@@ -23,8 +23,4 @@ def broker_services(broker):
     except ConfigError as exc:
         broker.log(3, f"ensemble: {exc}")
         return [EnsembleService(broker, None, error=str(exc))]
-    if cfg is not None and cfg.member:
-        from flux_ensemble.inherit import inherit_R
-
-        inherit_R(broker)
     return [EnsembleService(broker, cfg)]
