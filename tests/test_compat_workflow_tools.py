@@ -2,7 +2,8 @@
 drives them (imports, names, call shapes), against a real instance.
 
 Each test lists what the tool imports from flux and replays its flow with the tool's
-own calls; the tools themselves are not installed here.
+own calls, without needing the tool installed; tests/test_compat_<tool>.py run the
+real tools (installed from PyPI) end to end.
 """
 
 from __future__ import annotations

@@ -200,3 +200,46 @@ def test_reactor_run_signature_and_conf_get(inst):
     h.timer_watcher_create(0.01, lambda hh, *a: hh.reactor_stop_error()).start()
     assert h.reactor_run() == -1
     assert h.conf_get() == {} and h.conf_get("tbon.topo", default="kary:32") == "kary:32"
+
+
+def test_job_kvs_dirs_and_core_handle(inst):
+    import flux
+    import flux.job
+    from flux.core.handle import Flux
+    from flux.job import JobspecV1
+
+    assert Flux is flux.Flux
+    h = inst.handle()
+    jobid = flux.job.submit(h, JobspecV1.from_command(["sh", "-c", "echo kvs"]))
+    flux.job.result(h, jobid)
+    d = flux.job.job_kvs(h, jobid)
+    assert {"eventlog", "jobspec", "R", "guest"} <= set(d.keys())
+    assert d["jobspec"]["tasks"][0]["command"] == ["sh", "-c", "echo kvs"]
+    assert {"exec", "output"} <= set(flux.job.job_kvs_guest(h, jobid).keys())
+    with pytest.raises(FileNotFoundError):
+        flux.job.job_kvs(h, 12345)
+
+
+def test_error_responses_are_errno_subclasses(inst):
+    """flux-core raises OSError(errno, msg), which Python turns into FileNotFoundError,
+    PermissionError...; scripts catch those."""
+    import pickle
+
+    import flux
+    import flux.job
+    import flux.kvs
+    from flux.core.errors import FluxError
+
+    h = inst.handle()
+    with pytest.raises(FileNotFoundError):
+        flux.kvs.get(h, "no.such.key")
+    with pytest.raises(FileNotFoundError):
+        next(flux.job.event_watch(h, 12345))
+    with pytest.raises(OSError) as err:
+        h.rpc("no-such-service.method").get()
+    assert err.value.errno == errno.ENOSYS and isinstance(err.value, FluxError)
+    e = FluxError(errno.EPERM, "not yours")
+    assert isinstance(e, PermissionError) and isinstance(e, flux.FluxError)
+    again = pickle.loads(pickle.dumps(e))
+    assert type(again) is type(e) and (again.errno, again.strerror) == (errno.EPERM, "not yours")
+    assert type(FluxError(errno.EINVAL)) is FluxError

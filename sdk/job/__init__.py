@@ -94,8 +94,9 @@ _LAZY.update(dict.fromkeys(("JobList", "job_list", "job_list_inactive", "job_lis
 _LAZY.update(dict.fromkeys(("JobInfo", "JobInfoFormat", "job_fields_to_attrs"),
                            "flux.job.info"))
 _LAZY["JobStats"] = "flux.job.stats"
+_LAZY.update(dict.fromkeys(("job_kvs", "job_kvs_guest"), "flux.job.kvs"))
 __all__ += ["JobList", "job_list", "job_list_inactive", "job_list_id", "get_job", "JobInfo",
-            "JobInfoFormat", "job_fields_to_attrs", "JobStats"]
+            "JobInfoFormat", "job_fields_to_attrs", "JobStats", "job_kvs", "job_kvs_guest"]
 
 # Workflow-tool names (flux-core exports them here): loaded on first use, since the
 # executor pulls in threading and concurrent.futures.
