@@ -95,3 +95,19 @@ def test_explicit_flux_executor_and_core_count_check(env):
     # validate_max_workers(): resource_list(handle).get().up.ncores is 2 here
     with pytest.raises(ValueError, match="larger than the available cores 2 < 3"):
         executorlib.FluxJobExecutor(max_workers=3, block_allocation=True)
+
+
+def level():
+    """Runs in a worker: the Flux instance it talks to, seen from inside."""
+    import flux
+
+    h = flux.Flux()
+    return h.attr_get("instance-level"), h.attr_get("size")
+
+
+def test_nested_workers_run_in_child_instances(env):
+    """flux_executor_nesting=True: each worker is a job running its own child instance
+    (JobspecV1.from_nest_command), and the function talks to that instance."""
+    with executorlib.FluxJobExecutor(flux_executor_nesting=True,
+                                     resource_dict={"cores": 1}) as exe:
+        assert exe.submit(level).result(timeout=WAIT) == ("1", "1")
