@@ -88,6 +88,8 @@ def test_cancel_list_and_attach(executor):
     assert status.state == psij.JobState.CANCELED
     assert "type=cancel" in status.message
     assert watcher.wait(timeout=datetime.timedelta(seconds=WAIT)).state == psij.JobState.CANCELED
+    # the future completes at the exception; the job leaves the active list at clean
+    flux.job.event_wait(flux.Flux(), jobid, "clean", raiseJobException=False)
     assert jobid not in executor.list()
     info = flux.job.get_job(flux.Flux(), jobid)
     assert info["result"] == "CANCELED"
