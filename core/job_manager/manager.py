@@ -109,6 +109,7 @@ class JobManager(Service):
 
         self.inactive_age_limit = parse_fsd(conf.get("inactive-age-limit", "inf"))
         self.max_jobid = 0
+        self._jobspec_cache: dict[bytes, dict] = {}  # see _shared()
 
     # ================================================================ events
     def post(self, job: Job, name: str, context: dict | None = None) -> None:
@@ -491,6 +492,22 @@ class JobManager(Service):
             cb(None, {"name": "purge", "id": jobid})
         self._schedule_flush()
 
+    def _shared(self, jobspec: dict) -> dict:
+        """One dict for identical (redacted) jobspecs: a bulk submission of a million
+        copies of a job keeps one parsed jobspec, not a million. Nothing edits a job's
+        jobspec in place (job-list copies before applying a jobspec-update)."""
+        try:
+            key = orjson.dumps(jobspec)
+        except TypeError:
+            return jobspec
+        shared = self._jobspec_cache.get(key)
+        if shared is not None:
+            return shared
+        if len(self._jobspec_cache) >= 256:
+            self._jobspec_cache.pop(next(iter(self._jobspec_cache)))
+        self._jobspec_cache[key] = jobspec
+        return jobspec
+
     # ========================================================== submission
     async def submit(self, jobspec: dict, J: str, userid: int, urgency: int, flags: int) -> Job:
         """Create a job from a validated jobspec; returns once it is stored."""
@@ -512,6 +529,7 @@ class JobManager(Service):
         # as flux-core's job manager, keep the jobspec without its environment: exec reads
         # the whole one from the KVS when it starts the job's shells
         _redact(jobspec)
+        job.jobspec = self._shared(jobspec)
         self.jobs[jobid] = job
         self.max_jobid = max(self.max_jobid, jobid)
         self.post(job, "submit", {"userid": userid, "urgency": urgency, "flags": flags, "version": 1})
