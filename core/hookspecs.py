@@ -46,8 +46,10 @@ class BrokerSpec:
         """Return Service objects to add to this broker (called once at start)."""
 
     @hookspec
-    def broker_ready(self, broker: Any) -> None:
-        """The broker's overlay subtree is up and it is about to serve."""
+    def broker_ready(self, broker: Any) -> Any:
+        """The broker's overlay subtree is up and it is about to serve. May return an
+        awaitable: start-up work that must end before the instance is ready (rank 0
+        runs its initial program and answers `state-machine.wait` after it)."""
 
     @hookspec
     def broker_shutdown(self, broker: Any) -> None:

@@ -204,8 +204,18 @@ class BrokerPlugins:
             if exc is not None:
                 self.broker.log_exception(f"plugin {name}: {hook} failed", exc)
 
-    def broker_ready(self) -> None:
-        self._notify("broker_ready")
+    def broker_ready(self) -> list:
+        """Call broker_ready everywhere; the awaitables returned are start-up work
+        (resources, scheduler) that rank 0 finishes before it runs the initial program."""
+        import inspect
+
+        pending = []
+        for name, res, exc in call_each(self.pm, "broker_ready", broker=self.broker):
+            if exc is not None:
+                self.broker.log_exception(f"plugin {name}: broker_ready failed", exc)
+            elif inspect.isawaitable(res):
+                pending.append((name, res))
+        return pending
 
     def broker_shutdown(self) -> None:
         self._notify("broker_shutdown")

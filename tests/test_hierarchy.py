@@ -379,3 +379,53 @@ def test_batch_script_from_stdin_and_conf_text(inst):
     assert files["conf.json"]["data"] == {"sched-simple": {"queue-depth": 8},
                                           "resource": {"noverify": True}, "x": {"y": [1, 2]}}
     assert js["tasks"][0]["command"][:3] == ["flux", "broker", "-c{{tmpdir}}/conf.json"]
+
+
+def test_child_takes_the_jobs_R_as_is_renumbered(make_instance):
+    """The child's resources are its job's R, with the graph scheduler's JGF under
+    `scheduling` kept for a graph scheduler in the child, and ranks renumbered from 0
+    (the job got the parent's rank 1, node1)."""
+    inst = make_instance(2, conf=['resource.config=[{hosts="node[0-1]", cores="0-3", '
+                                  'gpus="0-1"}]', "sched.module=graph"],
+                         extra=["--test-hosts=node[0-1]"])
+    jobid = run(inst, "alloc", "--bg", "-N1", "-n1", "-c2", "-g1", "--requires=host:node1",
+                "--conf=sched.module=graph").stdout.strip()
+    R = json.loads(run(inst, "job", "info", jobid, "R").stdout)
+    assert R["execution"]["R_lite"][0]["rank"] == "1"
+    assert R.get("scheduling", {}).get("writer") == "fluxion:jgf"
+    env = child_env(inst, jobid)
+    import flux
+
+    h = flux.Flux(env["FLUX_URI"])
+    child_R = json.loads(run(inst, "kvs", "get", "resource.R", env=env).stdout)
+    assert child_R["execution"]["R_lite"] == [{"rank": "0", "children": {"core": R[
+        "execution"]["R_lite"][0]["children"]["core"], "gpu": R["execution"]["R_lite"][0][
+        "children"]["gpu"]}}]
+    assert child_R["execution"]["nodelist"] == ["node1"]
+    assert h.attr_get("sched.module") == "graph"
+    r = run(inst, "run", "-n1", "-c2", "-g1", "printenv", "CUDA_VISIBLE_DEVICES", env=env)
+    assert r.stdout.strip() == R["execution"]["R_lite"][0]["children"]["gpu"]
+    run(inst, "cancel", jobid)
+    wait_clean(inst, jobid)
+
+
+def test_rerank_renumbers_execution_properties_and_jgf():
+    from flux.core.resource.parent import rerank
+
+    R = {"version": 1, "execution": {
+        "R_lite": [{"rank": "7", "children": {"core": "0-1"}},
+                   {"rank": "3-4", "children": {"core": "2"}}],
+        "nodelist": ["n[3-4,7]"], "properties": {"fast": "4,7"}, "nslots": 3,
+        "starttime": 1.0, "expiration": 2.0},
+        "scheduling": {"writer": "fluxion:jgf", "graph": {"nodes": [
+            {"id": "0", "metadata": {"type": "cluster", "rank": -1}},
+            {"id": "1", "metadata": {"type": "node", "rank": 7}},
+            {"id": "2", "metadata": {"type": "node", "rank": 3}}], "edges": []}}}
+    out = rerank(R)
+    ex = out["execution"]
+    assert [e["rank"] for e in ex["R_lite"]] == ["2", "0-1"]
+    assert ex["properties"] == {"fast": "1-2"}
+    assert "nslots" not in ex and ex["nodelist"] == ["n[3-4,7]"] and ex["expiration"] == 2.0
+    ranks = [n["metadata"]["rank"] for n in out["scheduling"]["graph"]["nodes"]]
+    assert ranks == [-1, 2, 0]
+    assert R["execution"]["R_lite"][0]["rank"] == "7"  # the input is not changed

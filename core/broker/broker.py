@@ -400,6 +400,7 @@ class Broker:
 
         loop = asyncio.get_running_loop()
         self.done = loop.create_future()
+        self.started = asyncio.Event()  # start-up work done (see _start_instance)
         self._set_attrs()
         self.logsvc = self.add_service(LogService(self))
         handler = RingHandler(self.logsvc)
@@ -436,13 +437,26 @@ class Broker:
             return self.done.result()
         self.state = "run"
         self.log(LOG_INFO, f"rank {self.rank} of {self.size} up in {time.time() - self.started_at:.3f}s")
-        self.plugins.broker_ready()
+        pending = self.plugins.broker_ready()
         if self.rank == 0:
             self.state = "run"
-            asyncio.ensure_future(self._run_initial_program())
+            asyncio.ensure_future(self._start_instance(pending))
             self.overlay.start_heartbeat()
+        else:
+            self.started.set()
         rc = await self.done
         return rc
+
+    async def _start_instance(self, pending: list) -> None:
+        """Finish the plugins' start-up work (resources, scheduler: flux-core's rc1),
+        then the instance is ready: `state-machine.wait` answers, rc2 runs."""
+        for name, aw in pending:
+            try:
+                await aw
+            except Exception as exc:  # noqa: BLE001 - the instance runs without it
+                self.log_exception(f"plugin {name}: start-up failed", exc)
+        self.started.set()
+        await self._run_initial_program()
 
     async def _run_initial_program(self) -> None:
         from flux.core.broker.initial import run_initial_program

@@ -137,6 +137,9 @@ class StateMachine(Service):
         b = self.broker
         if b.overlay is not None:
             await b.overlay.subtree_ready.wait()
+        started = getattr(b, "started", None)
+        if started is not None:
+            await started.wait()
         return {"state": b.state}
 
 

@@ -89,6 +89,7 @@ class JobManager(Service):
         self._flush_scheduled = False
         self._flush_waiters: list[asyncio.Future] = []
         self.sched_ready = False
+        self.sched_up = asyncio.Event()  # set once a scheduler said sched-ready
         self.sched_limit = 0  # 0 = unlimited
         self.alloc_outstanding = 0
         self.pending: dict[int, Job] = {}  # SCHED jobs without an alloc request
@@ -643,6 +644,7 @@ class JobManager(Service):
         else:
             raise FluxError(errno.EPROTO, f"sched-ready: unknown mode '{mode}'")
         self.sched_ready = True
+        self.sched_up.set()
         asyncio.get_running_loop().call_soon(self._request_allocs)
         return {"count": len(self.pending)}
 

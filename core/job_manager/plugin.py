@@ -43,17 +43,29 @@ def broker_services(broker):
     return services
 
 
+SCHED_READY_TIMEOUT = 10.0  # seconds a loaded scheduler has to say it is ready
+
+
 @hookimpl
 def broker_ready(broker):
     if broker.rank == 0:
-        asyncio.ensure_future(_ready(broker))
+        return _ready(broker)
+    return None
 
 
 async def _ready(broker):
+    """Start-up: the inventory, exec, and the scheduler ready for jobs (so a job
+    submitted as soon as the instance is up is matched against its resources)."""
     await broker.resource.build()
     exec_svc = broker.lookup("job-exec.start")
     if exec_svc is not None:
         await exec_svc.hello()
+    jm = getattr(broker, "job_manager", None)
+    if jm is not None and broker.lookup("sched.alloc") is not None:
+        try:
+            await asyncio.wait_for(jm.sched_up.wait(), SCHED_READY_TIMEOUT)
+        except TimeoutError:
+            broker.log(3, f"the scheduler was not ready within {SCHED_READY_TIMEOUT:g}s")
 
 
 @hookimpl

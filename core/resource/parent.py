@@ -7,7 +7,9 @@ through `parent-uri`, and R stays what the scheduler wrote, with any `scheduling
 key (JGF) intact for a graph scheduler in the child.
 
 The only change made to it is the renumbering of ranks from 0 (the child's broker
-ranks follow the sorted ranks of R); `nslots` is dropped (an inventory has none).
+ranks follow the sorted ranks of R), in `execution` and in the `rank` of each vertex
+of a JGF under `scheduling`, so both still agree; `nslots` is dropped (an inventory
+has none).
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ def rerank(R: dict) -> dict:
         ex["properties"] = {k: idset.encode([new[r] for r in idset.decode(v) if r in new])
                             for k, v in props.items()}
     ex.pop("nslots", None)
+    graph = (out.get("scheduling") or {}).get("graph") if isinstance(out.get("scheduling"),
+                                                                    dict) else None
+    for node in (graph or {}).get("nodes") or ():
+        meta = node.get("metadata") if isinstance(node, dict) else None
+        if isinstance(meta, dict) and meta.get("rank") in new:
+            meta["rank"] = new[meta["rank"]]
     return out
 
 
