@@ -203,10 +203,7 @@ class Attach:
             self.h.reactor_run()
         finally:
             self._signals_stop()
-            if self.saved_tty is not None:
-                import termios
-
-                termios.tcsetattr(0, termios.TCSADRAIN, self.saved_tty)
+            self._restore_tty()
             if self.statusline:
                 sys.stderr.write("\n")
         if self.fatal_exception and self.exit_code == 0:
@@ -252,6 +249,7 @@ class Attach:
             self.exec_f = event_watch_async(self.h, self.id, "guest.exec.eventlog").then(self._exec_cb)
             self.watch_count += 1
         elif name == "finish":
+            self._restore_tty()  # the job's terminal is gone: messages are ours again
             self.exit_code, msg = waitstatus_to_exitcode(ctx.get("status", 0))
             if self.exit_code != 0:
                 log(msg)
@@ -324,6 +322,13 @@ class Attach:
             self._done_one()
             return
         self.printer.event(ev)
+
+    def _restore_tty(self) -> None:
+        if self.saved_tty is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, self.saved_tty)
+            self.saved_tty = None
 
     def _pty_resize(self) -> None:
         """Tell the job's pty our window size (at start and on SIGWINCH)."""

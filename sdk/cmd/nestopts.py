@@ -177,6 +177,8 @@ def guard(prog: str, fn, *args) -> int:
     """Run a command body: bad input and refused requests become 'prog: message'."""
     try:
         return fn(*args)
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): `flux` exits quietly
     except (ValueError, TypeError) as exc:
         sys.stderr.write(f"{prog}: {exc}\n")
         return 1
