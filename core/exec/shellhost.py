@@ -187,7 +187,7 @@ class ShellHost(Service):
     async def _spawn(self) -> ShellServerClient:
         a = self.broker.attrs
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cmd = [sys.executable, "-m", "flux.shell.server", "--fd", str(theirs.fileno()),
+        cmd = [sys.executable, "-P", "-m", "flux.shell.server", "--fd", str(theirs.fileno()),
                "--rank", str(self.broker.rank), "--uri", a["local-uri"],
                "--hostname", a.get("hostname") or os.uname().nodename,
                "--jobid-path", a.get("jobid-path") or "/"]

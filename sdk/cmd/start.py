@@ -85,7 +85,8 @@ def main(argv: list[str]) -> int:
     rundir = args.rundir or tempfile.mkdtemp(prefix="flux-")
     created = args.rundir is None
     os.makedirs(rundir, exist_ok=True)
-    base = [sys.executable, "-m", "flux.core.broker.main"] + _broker_args(args)
+    # -P: a broker never imports from its working directory (a user's, under a job)
+    base = [sys.executable, "-P", "-m", "flux.core.broker.main"] + _broker_args(args)
     base.append(f"-Srundir={rundir}")
     if not hosts:
         # every broker runs here: the hostlist names this host once per rank
@@ -148,7 +149,7 @@ def _run_single(args, command: list[str]) -> int:
     extra = [f"-Srundir={args.rundir}"] if args.rundir else []
     if args.noexec:
         # one broker: a singleton, or one of a PMI launcher's instance (PMI_FD set)
-        print(" ".join([sys.executable, "-m", "flux.core.broker.main", *_broker_args(args),
+        print(" ".join([sys.executable, "-P", "-m", "flux.core.broker.main", *_broker_args(args),
                         *extra, "--", *command]))
         return 0
     if args.rundir:
