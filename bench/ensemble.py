@@ -6,9 +6,12 @@ node, so child instances can be started on every node). Jobs use test exec
 (`system.exec.test.run_duration`, no processes).
 
 - depth 1: the jobs run in the root instance itself;
-- depth 2: `[ensemble] shape = "node"`: one child per node (32 children);
-- depth 3: `shape = "node,2"`: and two grandchildren per child (64 leaves), the
-  shape that fits this machine (a grandchild per core would be 1152 brokers).
+- depth 2: `[ensemble] shape = "4"`: four children of 8 nodes (8 brokers each);
+- depth 3: `shape = "4,2"`: and two grandchildren of 4 nodes under each (8 leaves).
+
+Fewer, larger leaves fit this 2-CPU machine: each leaf pays a fixed cost per batch of
+jobs, so 32 or 64 leaves (`--shape2=node --shape3=node,2`, the paper's one child
+per node) cost more CPU per job in total; a grandchild per core would be 1152 brokers.
 
 The same client submits in every case: one signed jobspec reused, batches of 512,
 4 requests in flight (`flux ensemble run` at depth 2 and 3; the same loop here at
@@ -16,7 +19,7 @@ depth 1), and the clock runs from the first submit to the last job's end. For ea
 level the brokers' CPU time per job is measured from /proc (what forwarding costs
 the root, compared with running the jobs).
 
-    python bench/ensemble.py [--jobs 10000] [--depths 1,2,3] [--shape3 node,2]
+    python bench/ensemble.py [--jobs 10000] [--depths 1,2,3] [--shape2 4] [--shape3 4,2]
 """
 
 from __future__ import annotations
@@ -35,12 +38,6 @@ NODES, CORES = 32, 36
 HOSTS = f"node[0-{NODES - 1}]"
 CLUSTER = f'resource.config=[{{hosts="{HOSTS}", cores="0-{CORES - 1}"}}]'
 DURATION = "0.001s"
-
-
-def cpu_of(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_of(pid: int) -> float:
@@ -135,8 +132,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--jobs", type=int, default=10000)
     p.add_argument("--depths", default="1,2,3")
-    p.add_argument("--shape2", default="node")
-    p.add_argument("--shape3", default="node,2")
+    p.add_argument("--shape2", default="4", help="depth 2 shape (the paper's: node)")
+    p.add_argument("--shape3", default="4,2", help="depth 3 shape (the paper's: node,core)")
     p.add_argument("--policy", default="rr", choices=["rr", "least-loaded"])
     p.add_argument("--json", action="store_true")
     args = p.parse_args()

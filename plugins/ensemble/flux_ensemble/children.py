@@ -24,13 +24,21 @@ def flux_command() -> str:
     return here if os.access(here, os.X_OK) else "flux"
 
 
-def child_environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
+def child_environment(index: int = 0) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
+    prof = os.environ.get("FLUX_ENSEMBLE_PROFILE_CHILDREN")
+    if prof:  # a developer's aid: profile every child broker to PREFIX.<level>-<index>.<rank>
+        env["FLUX_BROKER_PROFILE"] = f"{prof}.{os.environ.get('FLUX_ENSEMBLE_PATH', '0')}-{index}"
+        env["FLUX_ENSEMBLE_PATH"] = f"{os.environ.get('FLUX_ENSEMBLE_PATH', '0')}-{index}"
+    return env
 
 
 def broker_options(levels_below: tuple[str, ...], cfg: EnsembleConfig) -> list[str]:
     """The child's own `[ensemble]` table: the rest of the shape, and it is a member."""
     return ["-Sbroker.rc2_none=1",
+            # jobs come down with their dependencies met, and a child has no accounting
+            # or prolog/epilog config: those jobtap plugins would only cost time there
+            '--conf=job-manager.plugins-disable=["accounting","dependencies","prolog-epilog"]',
             "--conf=ensemble.member=true",
             f'--conf=ensemble.shape="{render(levels_below)}"',
             f'--conf=ensemble.policy="{cfg.policy}"',
@@ -47,13 +55,13 @@ def child_jobspec(spec: ChildSpec, index: int, levels_below: tuple[str, ...],
         js = JobspecV1.from_nest_command([], num_slots=spec.nnodes, num_nodes=spec.nnodes,
                                          exclusive=True,
                                          broker_opts=broker_options(levels_below, cfg),
-                                         environment=child_environment(), cwd=os.getcwd(),
+                                         environment=child_environment(index), cwd=os.getcwd(),
                                          name=f"ensemble-{index}")
     else:
         js = JobspecV1.from_nest_command([], num_slots=1, cores_per_slot=spec.ncores,
                                          num_nodes=1,
                                          broker_opts=broker_options(levels_below, cfg),
-                                         environment=child_environment(), cwd=os.getcwd(),
+                                         environment=child_environment(index), cwd=os.getcwd(),
                                          name=f"ensemble-{index}")
     d = copy.deepcopy(js.jobspec)
     d["tasks"][0]["command"][0] = flux_command()

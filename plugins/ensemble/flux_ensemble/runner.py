@@ -57,6 +57,7 @@ class Runner:
         system = attrs_.setdefault("system", {})
         if it.get("env") is not None:
             system["environment"] = it["env"]
+        system.pop("dependencies", None)  # met in the instance it was submitted to
         J = it.get("J")
         if J is None:  # the owner's: remade from the jobspec the parent accepted
             J = wrap_none(orjson.dumps(jobspec), it["userid"])
