@@ -313,3 +313,17 @@ def test_ensemble_run_in_an_ensemble_root(depth2):
     assert r.returncode == 1 and json.loads(r.stdout)["failed"] == 3
     r = depth2.flux("ensemble", "run", "--shape=node,core", "-n", "3", "true")
     assert r.returncode == 1 and "has shape '2'" in r.stderr
+
+
+def test_ensemble_run_inside_an_ordinary_instance(make_instance):
+    # the root is brought up as a job of this instance (over all its nodes)
+    inst = make_instance(1, conf=[NODE8])
+    r = inst.flux("ensemble", "run", "--shape=2", "-n", "20", "--test-exec", "--json", "true",
+                  timeout=300)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rep["jobs"] == 20 and rep["failed"] == 0
+    assert [lv["instances"] for lv in rep["levels"]] == [1, 2]
+    root = [j for j in jobs_at(inst, None) if j["name"] == "ensemble-root"]
+    assert len(root) == 1 and root[0]["status"] == "CD"
+    assert jobs_at(inst, None, "--filter=running") == []
