@@ -51,6 +51,33 @@ def alive(pid: int) -> bool:
         return False
 
 
+def wait_gone(pids: set[int], timeout: float) -> None:
+    """Wait (on pidfds, no polling) until every process in pids has exited."""
+    import select
+
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except ProcessLookupError:
+            continue  # already gone
+    try:
+        p = select.poll()
+        for fd in fds:
+            p.register(fd, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        left = set(fds)
+        while left:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"still running: {[q for q in pids if alive(q)]}"
+            for fd, _ev in p.poll(remaining * 1000):
+                left.discard(fd)
+                p.unregister(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below pid (from /proc's parent links)."""
     parent = {}
@@ -243,15 +270,11 @@ def test_cancel_shuts_the_child_down_and_leaves_nothing(inst, tmp_path):
     import flux
 
     child_pid = int(flux.Flux(env["FLUX_URI"]).attr_get("broker.pid"))
-    pidfile = tmp_path / "pid"
-    inner = run(inst, "submit", "sh", "-c", f"echo $$ > {pidfile}; exec sleep 300",
-                env=env).stdout.strip()
-    run(inst, "job", "wait-event", "-t", "60", inner, "start", env=env)
-    deadline = time.time() + 30
-    while not pidfile.exists() or not pidfile.read_text().strip():
-        assert time.time() < deadline
-        time.sleep(0.05)
-    sleep_pid = int(pidfile.read_text())
+    fifo = tmp_path / "pid"
+    os.mkfifo(fifo)  # the job writes its pid into it: reading waits for exactly that
+    run(inst, "submit", "sh", "-c", f"echo $$ > {fifo}; exec sleep 300", env=env)
+    with open(fifo) as f:
+        sleep_pid = int(f.read())
     below = descendants(child_pid)
     assert sleep_pid in below
     run(inst, "cancel", jobid)
@@ -279,10 +302,7 @@ def test_a_dead_child_fails_its_job_with_an_exception(inst):
     assert info["exception_type"] == "exec"
     assert "child instance broker" in info["exception_note"]
     assert "SIGKILL" in info["exception_note"]
-    deadline = time.time() + 30
-    while any(alive(p) for p in below):  # its shell server follows the broker out
-        assert time.time() < deadline, [p for p in below if alive(p)]
-        time.sleep(0.1)
+    wait_gone(below, 30)  # its shell server follows the broker out
 
 
 @pytest.mark.slow
