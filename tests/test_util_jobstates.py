@@ -89,3 +89,19 @@ def test_result_of():
     assert S.result_of(36608, [{"type": "other", "severity": 2},
                                {"type": "cancel", "severity": 0}]) == S.CANCELED
     assert S.result_of(None, [{"type": "alloc", "severity": 0}]) == S.FAILED
+
+
+def test_job_manager_merges_appends_to_one_eventlog_per_commit():
+    from flux.core.job_manager.manager import APPEND, _merge_appends
+
+    ops = [{"key": "job.a.eventlog", "flags": APPEND, "raw": b"1\n"},
+           {"key": "job.a.J", "flags": 0, "raw": b"J"},
+           {"key": "job.b.eventlog", "flags": APPEND, "raw": b"x\n"},
+           {"key": "job.a.eventlog", "flags": APPEND, "raw": b"2\n"},
+           {"key": "job.b", "flags": 0, "dirent": None},  # a purge: nothing merges across it
+           {"key": "job.a.eventlog", "flags": APPEND, "raw": b"3\n"}]
+    out = _merge_appends(ops)
+    assert [(o["key"], o.get("raw")) for o in out] == [
+        ("job.a.eventlog", b"1\n2\n"), ("job.a.J", b"J"), ("job.b.eventlog", b"x\n"),
+        ("job.b", None), ("job.a.eventlog", b"3\n")]
+    assert ops[0]["raw"] == b"1\n"  # the callers' ops are left as they were

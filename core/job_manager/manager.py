@@ -64,6 +64,28 @@ _last_trim = 0.0
 _T_KEY = {st: "t_" + st.lower() for st in STATE_BITS}
 
 
+def _merge_appends(ops: list[dict]) -> list[dict]:
+    """One append per eventlog per commit: a job often posts several events in one loop
+    turn (submit, validate, depend, priority). The commit is one transaction, so
+    readers see the same bytes either way; the KVS walks the tree once, not four times."""
+    out: list[dict] = []
+    appends: dict[str, dict] = {}
+    for op in ops:
+        key = op["key"]
+        if op.get("flags") == APPEND and "raw" in op:
+            prev = appends.get(key)
+            if prev is not None:
+                prev["raw"] += op["raw"]
+                continue
+            op = appends[key] = dict(op)
+        elif op.get("dirent", True) is None:
+            appends.clear()  # an unlink (a purge): keep what follows after it
+        else:
+            appends.pop(key, None)
+        out.append(op)
+    return out
+
+
 def _redact(jobspec: dict) -> None:
     """Drop what the job manager does not need in memory (the KVS keeps the whole
     jobspec): the environment, most of a jobspec's bytes."""
@@ -161,7 +183,7 @@ class JobManager(Service):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        ops, self._ops = self._ops, []
+        ops, self._ops = _merge_appends(self._ops), []
         waiters, self._flush_waiters = self._flush_waiters, []
         if ops:
             fut = asyncio.ensure_future(self.broker.kvs.commit_ops("primary", ops))
