@@ -367,6 +367,27 @@ class Flux:
                 return
             self._poll(remaining, run_callbacks=False)
 
+    def _run_until(self, cond: Callable[[], bool], timeout: float = -1.0) -> None:
+        """Like _wait_until, but callbacks, watchers and timers run meanwhile (a
+        future fulfilled by other futures' callbacks, e.g. flux.future.FutureExt)."""
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        stop = self._stop
+        self._stop = False
+        self._in_reactor += 1
+        try:
+            while not cond() and not self.closed:
+                self._run_callbacks()
+                if cond() or not self._active():
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._poll(remaining, run_callbacks=True)
+                self._run_callbacks()
+        finally:
+            self._in_reactor -= 1
+            self._stop = stop
+
     def _active(self) -> bool:
         return bool(self._watchers or self._active_futures or self._callbacks)
 

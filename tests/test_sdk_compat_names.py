@@ -243,3 +243,46 @@ def test_error_responses_are_errno_subclasses(inst):
     again = pickle.loads(pickle.dumps(e))
     assert type(again) is type(e) and (again.errno, again.strerror) == (errno.EPERM, "not yours")
     assert type(FluxError(errno.EINVAL)) is FluxError
+
+
+def test_future_then_timeout_futureext_waitall(inst):
+    """flux-core's future API: then(cb, *args, timeout=), error_string(), FutureExt
+    (fulfilled from Python, initialised on first use) and WaitAllFuture."""
+    from flux.future import FutureExt, WaitAllFuture
+
+    h = inst.handle()
+
+    def init(fut, name):
+        fut.get_flux().rpc("attr.get", {"name": name}).then(
+            lambda f: fut.fulfill(f.get()["value"]))
+
+    assert FutureExt(init, "size", flux_handle=h).get() == "2"  # blocking: init runs
+    got = []
+    FutureExt(init, "rank", flux_handle=h).then(lambda f, tag: got.append((tag, f.get())), "r")
+    h.reactor_run()
+    assert got == [("r", "0")]
+
+    both = WaitAllFuture([h.rpc("attr.get", {"name": "rank"}), h.rpc("attr.get", {"name": "size"})])
+    both.get()
+    assert [c.get()["value"] for c in both.children] == ["0", "2"]
+    order = []
+    w = WaitAllFuture()
+    first = h.rpc("attr.get", {"name": "rank"}).then(lambda f: order.append("child"))
+    w.push(first)
+    w.push(h.rpc("attr.get", {"name": "nosuchattr"}))
+    w.then(lambda f: order.append("all"))
+    h.reactor_run()
+    assert order == ["child", "all"]
+    with pytest.raises(FileNotFoundError):  # the failed child's error
+        w.get()
+
+    # then(..., timeout=): a future nobody fulfills times out with ETIMEDOUT
+    seen = []
+    never = FutureExt(lambda f: None, flux_handle=h)
+    never.then(lambda f: seen.append(f.error_string()), timeout=0.05)
+    h.reactor_run()
+    assert seen == ["Connection timed out"]
+    with pytest.raises(TimeoutError):
+        never.get()
+    with pytest.raises(ValueError):
+        h.rpc("attr.get", {"name": "rank"}).then(None)
