@@ -290,7 +290,8 @@ def _run_here(args) -> int:
     elapsed = t_end - t0
     report = {"jobs": n, "failed": state["failed"], "elapsed": elapsed, "jobs_per_s": n / elapsed,
               "submit_s": (state["t_submitted"] or t_end) - t0, "tree_ready_wait_s": t_up,
-              "shape": st["shape"], "policy": st["policy"], "levels": _levels_report(before, after, n)}
+              "shape": st["shape"], "policy": st["policy"],
+              "levels": _levels_report(before, after, n, t0)}
     if args.json:
         print(json.dumps(report))
     else:
@@ -304,7 +305,7 @@ def _run_here(args) -> int:
     return 1 if state["failed"] else 0
 
 
-def _levels_report(before: list, after: list, n: int) -> list[dict]:
+def _levels_report(before: list, after: list, n: int, t0: float) -> list[dict]:
     levels: dict[int, dict] = {}
     for (lv, b), (_lv, a) in zip(before, after, strict=False):
         d = levels.setdefault(lv, {"level": lv, "instances": 0, "jobs": 0, "cpu_s": 0.0,
@@ -316,9 +317,10 @@ def _levels_report(before: list, after: list, n: int) -> list[dict]:
         jobs = (a.get("ran", 0) - b.get("ran", 0)) if a.get("role") == "leaf" else \
             (a.get("forwarded", 0) - b.get("forwarded", 0))
         d["jobs"] += jobs
-        tf = a.get("t_first")
-        if tf is not None and (b.get("t_first") is None or jobs):
-            d["t_first"] = tf if d["t_first"] is None else min(d["t_first"], tf)
+        if not jobs:
+            continue
+        tf = max(a.get("t_first") or t0, t0)  # this run's, not an earlier run's
+        d["t_first"] = tf if d["t_first"] is None else min(d["t_first"], tf)
         tl = a.get("t_last") or a.get("time")
         d["t_last"] = tl if d["t_last"] is None else max(d["t_last"], tl)
     out = []
@@ -346,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--run-duration", default="0.001s", help="test-exec run time (FSD)")
     r.add_argument("-S", "--setattr", action="append", help="jobspec attribute KEY=VAL")
     r.add_argument("--batch", type=int, default=512, help="jobs per submit request")
-    r.add_argument("--window", type=int, default=4, help="submit requests in flight")
+    r.add_argument("--window", type=int, default=8, help="submit requests in flight")
     r.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     r.add_argument("--no-progress", dest="progress", action="store_false")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import time
 
 import orjson
 from flux.core.errors import FluxError
@@ -115,6 +116,7 @@ class Runner:
             self.by_key.pop(key, None)
             self.test.discard(jobid)
             self.stats["ran"] += 1
+            self.stats["t_last"] = time.time()
             up.send(key, name, ctx)
         else:
             up.send(key, name, ctx)

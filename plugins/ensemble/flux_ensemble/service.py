@@ -257,9 +257,9 @@ class EnsembleService(Service):
             out.update(self.downstream.stats)
         if self.upstream is not None:
             out["received"] = self.upstream.stats["received"]
-            out.setdefault("t_first", self.upstream.stats["t_first"])
             if out.get("t_first") is None:
                 out["t_first"] = self.upstream.stats["t_first"]
         if self.runner is not None:
             out["ran"] = self.runner.stats["ran"]
+            out["t_last"] = self.runner.stats["t_last"]
         return out

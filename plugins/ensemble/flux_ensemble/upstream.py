@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import time
 
 from flux.core.errors import FluxError
 from flux.core.job import fluid
@@ -84,8 +85,6 @@ class Upstream:
                     st = self.stats
                     st["received"] += len(jobs)
                     if st["t_first"] is None:
-                        import time
-
                         st["t_first"] = time.time()
                     await svc.receive_jobs(jobs)
                 for key, ctx in p.get("cancel") or ():
