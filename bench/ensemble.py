@@ -7,7 +7,8 @@ node, so child instances can be started on every node). Jobs use test exec
 
 - depth 1: the jobs run in the root instance itself;
 - depth 2: `[ensemble] shape = "4"`: four children of 8 nodes (8 brokers each);
-- depth 3: `shape = "4,2"`: and two grandchildren of 4 nodes under each (8 leaves).
+- depth 3: `shape = "2,2"`: two children of 16 nodes, each with two of 8 nodes
+  (the same four leaves as depth 2, one level deeper).
 
 Fewer, larger leaves fit this 2-CPU machine: each leaf pays a fixed cost per batch of
 jobs, so 32 or 64 leaves (`--shape2=node --shape3=node,2`, the paper's one child
@@ -19,7 +20,7 @@ depth 1), and the clock runs from the first submit to the last job's end. For ea
 level the brokers' CPU time per job is measured from /proc (what forwarding costs
 the root, compared with running the jobs).
 
-    python bench/ensemble.py [--jobs 10000] [--depths 1,2,3] [--shape2 4] [--shape3 4,2]
+    python bench/ensemble.py [--jobs 10000] [--depths 1,2,3] [--shape2 4] [--shape3 2,2] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=10000)
     p.add_argument("--depths", default="1,2,3")
     p.add_argument("--shape2", default="4", help="depth 2 shape (the paper's: node)")
-    p.add_argument("--shape3", default="4,2", help="depth 3 shape (the paper's: node,core)")
+    p.add_argument("--shape3", default="2,2", help="depth 3 shape (the paper's: node,core)")
     p.add_argument("--policy", default="rr", choices=["rr", "least-loaded"])
     p.add_argument("--rounds", type=int, default=1,
                    help="run every depth this many times, interleaved; report the best "
