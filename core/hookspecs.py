@@ -83,6 +83,12 @@ class JobtapSpec:
     """
 
     @hookspec
+    def jobtap_configure(self, manager: Any) -> bool | None:
+        """Called once when the job manager loads its plugins. Return False when this
+        instance's configuration leaves the plugin nothing to do: it is then unregistered
+        and costs nothing per job (hooks run a dozen times per job)."""
+
+    @hookspec
     def jobtap_validate(self, job: Any, manager: Any) -> None:
         """Raise ValueError to reject a job at submission (limits, dependency syntax)."""
 

@@ -175,3 +175,36 @@ def test_every_hook_group_has_a_spec():
     from flux.core.hookspecs import SPECS
 
     assert set(HOOK_GROUPS) <= set(SPECS)
+
+
+def test_jobtap_plugins_a_configuration_does_not_use_are_unregistered():
+    """accounting and prolog-epilog stay out of the per-job hooks unless configured."""
+    from flux.core.job_manager.jobtap import Jobtap
+
+    class FakeBroker:
+        rank = 0
+
+        def __init__(self, conf):
+            self.conf = conf
+            self.logs = []
+
+        def log(self, level, text):
+            self.logs.append(text)
+
+        def log_exception(self, text, exc):
+            self.logs.append(f"{text}: {exc}")
+
+    class FakeManager:
+        def __init__(self, broker):
+            self.broker = broker
+
+    def names(jt):
+        return {jt.pm.get_name(p) for p in jt.pm.get_plugins()}
+
+    b = FakeBroker({})
+    plain = Jobtap(b, FakeManager(b))
+    assert {"accounting", "prolog-epilog"} <= set(plain.idle)
+    assert "accounting" not in names(plain) and "dependencies" in names(plain)
+    b = FakeBroker({"job-manager": {"prolog": {"command": ["true"]}}})
+    with_prolog = Jobtap(b, FakeManager(b))
+    assert "prolog-epilog" in names(with_prolog) and "prolog-epilog" not in with_prolog.idle

@@ -15,6 +15,13 @@ class Jobtap:
         for r in self.records:
             if not r.loaded and r.error != "disabled by config":
                 broker.log(3, f"jobtap plugin {r.name} ({r.distribution}) failed to load: {r.error}")
+        self.idle: list[str] = []  # plugins that said this configuration needs them not
+        for name, wanted, exc in call_each(self.pm, "jobtap_configure", manager=manager):
+            if exc is not None:
+                broker.log_exception(f"jobtap plugin {name}: jobtap_configure", exc)
+            elif wanted is False:
+                self.pm.unregister(name=name)
+                self.idle.append(name)
         self._update_has()
 
     def _update_has(self) -> None:

@@ -37,6 +37,15 @@ def _acct(manager: Any) -> state.Accounting | None:
 
 
 @hookimpl
+def jobtap_configure(manager: Any) -> bool:
+    """Without an [accounting] table there is nothing to do on any job."""
+    try:
+        return _acct(manager) is not None
+    except Exception:  # noqa: BLE001 - a bad table: stay, so every job gets the error
+        return True
+
+
+@hookimpl
 def jobtap_validate(job: Any, manager: Any) -> None:
     acct = _acct(manager)
     if acct is None:

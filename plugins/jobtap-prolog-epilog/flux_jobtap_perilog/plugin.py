@@ -179,6 +179,14 @@ async def _epilog_wait(manager: Any, job: Any, ac: ActionConfig, run: Run) -> No
 
 
 @hookimpl
+def jobtap_configure(manager: Any) -> bool:
+    """Neither a prolog nor an epilog configured: nothing to do on any job (a bad
+    configuration keeps the plugin, so every job is refused with the reason)."""
+    conf = _state(manager).conf
+    return isinstance(conf, ConfigError) or conf.prolog is not None or conf.epilog is not None
+
+
+@hookimpl
 def jobtap_validate(job: Any, manager: Any) -> None:
     conf = _state(manager).conf
     if isinstance(conf, ConfigError):
