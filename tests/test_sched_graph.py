@@ -211,3 +211,20 @@ def test_live_changes_leave_running_jobs_alone(make_instance):
     inst.flux("cancel", "--all", check=True)
     inst.flux("queue", "drain", check=True)
     inst.flux("resource", "remove", "node0", check=True)  # free now
+
+
+def test_named_queues_are_scheduled_apart(make_instance):
+    """fcfs per queue: a blocked job in batch does not hold up debug."""
+    inst = graph_instance(make_instance, 2, cores=2, gpus=0, conf=["queues.batch={}", "queues.debug={}"])
+    run = submit(inst, "-q", "batch", "-N1", "-x")
+    assert wait(inst, run, "start").returncode == 0
+    blocked = submit(inst, "-q", "batch", "-N2")
+    behind = submit(inst, "-q", "batch", "-N1")
+    debug = submit(inst, "-q", "debug", "-N1")
+    assert wait(inst, debug, "start").returncode == 0
+    assert wait(inst, behind, "alloc", timeout=0.3).returncode != 0  # fcfs within batch
+    stats = inst.handle().rpc("sched.stats").get()
+    assert stats["queues"] == {"batch": 2, "debug": 0}
+    inst.flux("cancel", run, debug, check=True)
+    assert wait(inst, blocked, "start").returncode == 0
+    inst.flux("cancel", "--all", check=True)

@@ -151,8 +151,8 @@ class JobQueue:
         policy = self.policy
         if self._restart:
             if self._reserved:
-                g.unreserve_all()
-                for job in self._reserved.values():
+                for job in self._reserved.values():  # only ours: other queues share the graph
+                    g.unreserve(job.id)
                     job.reserved = None
                     res.unreserved.append(job)
                 self._reserved = {}

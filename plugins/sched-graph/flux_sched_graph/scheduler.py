@@ -33,7 +33,7 @@ from flux.core.util import idset
 
 from flux_sched_graph.config import SchedConfig, parse_params
 from flux_sched_graph.jobqueue import JobQueue, PendingJob
-from flux_sched_graph.policy import load_queue_policy
+from flux_sched_graph.policy import QueuePolicy, load_queue_policy
 from flux_sched_graph.rfmt import duration_of, rlist_of
 
 SUCCESS, ANNOTATE, DENY, CANCEL = 0, 1, 2, 3
@@ -50,7 +50,9 @@ class GraphScheduler(Service):
     def __init__(self, broker):
         super().__init__(broker)
         self.graph: Any = None
-        self.queue: JobQueue | None = None
+        self.policy: QueuePolicy | None = None  # the queue policy in use (each queue has a copy)
+        self.queues: dict[str | None, JobQueue] = {}  # one per named queue (RFC 33), or None
+        self.where: dict[int, JobQueue] = {}  # pending job -> its queue
         self.config = SchedConfig()
         self.error: str | None = None  # why the scheduler is not scheduling
         self.ready = False
@@ -118,11 +120,25 @@ class GraphScheduler(Service):
             self.error = f"sched-graph: {exc}"
             return
         self.config = cfg
-        if self.queue is None:
-            self.queue = JobQueue(self.graph, policy)
-        else:
-            self.queue.set_policy(policy)
+        self._set_policy(policy)
         self.error = None
+
+    def _set_policy(self, policy: QueuePolicy) -> None:
+        self.policy = policy
+        for q in self.queues.values():
+            q.set_policy(type(policy)(policy.params))
+
+    def _queue(self, name: str | None) -> JobQueue:
+        """The queue of jobs submitted to `name`: each named queue is scheduled on its
+        own (a blocked job in one does not hold up another), on the same graph."""
+        q = self.queues.get(name)
+        if q is None:
+            q = self.queues[name] = JobQueue(self.graph, type(self.policy)(self.policy.params))
+        return q
+
+    @property
+    def npending(self) -> int:
+        return sum(len(q) for q in self.queues.values())
 
     async def _hello_ready(self) -> None:
         b = self.broker
@@ -140,7 +156,7 @@ class GraphScheduler(Service):
         await b.rpc("job-manager.sched-ready", {"mode": "unlimited"})
         self.ready = True
         b.log(LOG_INFO, f"sched-graph: ready: {self.all.nnodes} nodes, {self.all.ncores} cores, "
-                        f"{self.all.ngpus} gpus; queue policy {self.queue.policy.describe()}")
+                        f"{self.all.ngpus} gpus; queue policy {self.policy.describe()}")
         self._kick()
 
     # ==================================================== resource updates
@@ -201,8 +217,8 @@ class GraphScheduler(Service):
         if changed:
             for entry in self._shapes.values():
                 entry[1] = _UNKNOWN
-            if self.queue is not None:
-                self.queue.changed()
+            for q in self.queues.values():
+                q.changed()
             self._kick()
 
     # ============================================================== passes
@@ -217,26 +233,34 @@ class GraphScheduler(Service):
             return
         self._pump()
         t0 = time.perf_counter()
-        q = self.queue
-        m0 = q.matches
-        res = q.run(time.time())
-        self.stats["passes"] += 1
-        self.stats["matches"] += q.matches - m0
-        if res.started:
-            self._grant(res.started)
-        for job, alloc in res.reserved:
-            t = float(alloc.starttime)
-            if job.t_estimate != t:
-                job.t_estimate = t
-                self.respond(job.msg, {"id": job.id, "type": ANNOTATE,
-                                       "annotations": {"sched": {"t_estimate": t}}})
-        for job in res.unreserved:
-            if job.t_estimate is not None:
-                job.t_estimate = None
-                self.respond(job.msg, {"id": job.id, "type": ANNOTATE,
-                                       "annotations": {"sched": {"t_estimate": None}}})
+        now = time.time()
+        more = False
+        started: list = []
+        for name in sorted(self.queues, key=lambda n: (n is not None, n or "")):
+            q = self.queues[name]
+            m0 = q.matches
+            res = q.run(now)
+            self.stats["passes"] += 1
+            self.stats["matches"] += q.matches - m0
+            more = more or res.more
+            for job, _alloc in res.started:
+                self.where.pop(job.id, None)
+            started += res.started
+            for job, alloc in res.reserved:
+                t = float(alloc.starttime)
+                if job.t_estimate != t:
+                    job.t_estimate = t
+                    self.respond(job.msg, {"id": job.id, "type": ANNOTATE,
+                                           "annotations": {"sched": {"t_estimate": t}}})
+            for job in res.unreserved:
+                if job.t_estimate is not None:
+                    job.t_estimate = None
+                    self.respond(job.msg, {"id": job.id, "type": ANNOTATE,
+                                           "annotations": {"sched": {"t_estimate": None}}})
+        if started:
+            self._grant(started)
         self.stats["pass-seconds"] += time.perf_counter() - t0
-        if res.more:
+        if more:
             self._kick()
 
     def _grant(self, started: list) -> None:
@@ -333,10 +357,13 @@ class GraphScheduler(Service):
             return NOREPLY
         job = PendingJob(jobid, int(p.get("priority", 16)), float(p.get("t_submit", 0.0)), req,
                          duration, int(p.get("userid", 0)), msg, shape=entry[2])
-        try:
-            self.queue.add(job)
-        except ValueError as exc:
-            raise FluxError(errno.EEXIST, str(exc)) from None
+        if jobid in self.where:
+            raise FluxError(errno.EEXIST, f"job {jobid} is already pending")
+        system = (jobspec.get("attributes") or {}).get("system") or {}
+        name = system.get("queue") if isinstance(system.get("queue"), str) else None
+        q = self._queue(name)
+        q.add(job)
+        self.where[jobid] = q
         self._kick()
         return NOREPLY
 
@@ -349,14 +376,16 @@ class GraphScheduler(Service):
             return NOREPLY
         self._pump()
         self.graph.free(jobid)
-        self.queue.changed()
+        for q in self.queues.values():
+            q.changed()
         self._kick()
         return NOREPLY
 
     @method("cancel", owner_only=True)
     def cancel(self, msg):
         jobid = require(payload_of(msg), "id", int, msg.topic)
-        job = self.queue.remove(jobid) if self.queue is not None else None
+        q = self.where.pop(jobid, None)
+        job = q.remove(jobid) if q is not None else None
         if job is not None:
             self.respond(job.msg, {"id": jobid, "type": CANCEL})
             self._kick()
@@ -370,7 +399,8 @@ class GraphScheduler(Service):
                 raise FluxError(errno.EPROTO, "sched.prioritize: jobs must be [[id, priority], ...]")
         changed = False
         for jobid, prio in jobs:
-            if self.queue is not None and self.queue.reprioritize(jobid, prio):
+            q = self.where.get(jobid)
+            if q is not None and q.reprioritize(jobid, prio):
                 changed = True
         if changed:
             self._kick()
@@ -437,10 +467,10 @@ class GraphScheduler(Service):
                      "queue-params": dict(self.config.queue_params),
                      "match-policy": self.config.match_policy or "default",
                      "match-format": self.config.match_format}
-        if self.queue is not None:
-            out["queue-policy"] = self.queue.policy.name
-            out["queue-params"] = dict(self.queue.policy.params)
-            out["description"] = self.queue.policy.describe()
+        if self.policy is not None:
+            out["queue-policy"] = self.policy.name
+            out["queue-params"] = dict(self.policy.params)
+            out["description"] = self.policy.describe()
         pol = getattr(self.graph, "policy", None)
         name = getattr(pol, "name", pol)
         if isinstance(name, str):
@@ -464,12 +494,12 @@ class GraphScheduler(Service):
         if self.graph is None:
             raise FluxError(errno.EAGAIN, "sched-graph has no resources yet")
         self._pump()
-        if self.queue is not None and len(self.queue):
-            raise FluxError(errno.EBUSY, f"the queue is not idle: {len(self.queue)} jobs are pending "
+        if self.npending:
+            raise FluxError(errno.EBUSY, f"the queue is not idle: {self.npending} jobs are pending "
                                          f"(change the policy when no job waits for resources)")
         cfg = SchedConfig(queue_policy=self.config.queue_policy, match_policy=self.config.match_policy,
                           match_format=self.config.match_format,
-                          queue_params=dict(self.queue.policy.params) if self.queue else
+                          queue_params=dict(self.policy.params) if self.policy else
                           dict(self.config.queue_params))
         try:
             if "queue-policy" in p:
@@ -493,10 +523,7 @@ class GraphScheduler(Service):
             raise FluxError(errno.EINVAL, str(exc)) from None
         cfg.queue_params = dict(policy.params)
         self.config = cfg
-        if self.queue is None:
-            self.queue = JobQueue(self.graph, policy)
-        else:
-            self.queue.set_policy(policy)
+        self._set_policy(policy)
         was_error = self.error
         self.error = None
         self.broker.log(LOG_INFO, f"sched-graph: queue policy {policy.describe()}, "
@@ -508,7 +535,8 @@ class GraphScheduler(Service):
     @method("stats")
     def stats_get(self, msg):
         out = dict(self.stats)
-        out["pending"] = len(self.queue) if self.queue is not None else 0
+        out["pending"] = self.npending
+        out["queues"] = {str(k) if k is not None else "": len(q) for k, q in self.queues.items()}
         out["running"] = len(self.allocated)
         if self.graph is not None:
             try:
