@@ -82,7 +82,8 @@ async def _await(aw):
 
 @pytest.fixture(scope="module")
 def inst():
-    i = Instance(1, conf=[f'resource.config=[{{hosts="{HOST}", cores="0-3"}}]'])
+    # the wording checked below is the simple scheduler's (the graph's: test_sched_graph.py)
+    i = Instance(1, conf=[f'resource.config=[{{hosts="{HOST}", cores="0-3"}}]', 'sched.module="simple"'])
     yield i
     i.stop()
 

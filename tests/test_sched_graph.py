@@ -228,3 +228,26 @@ def test_named_queues_are_scheduled_apart(make_instance):
     inst.flux("cancel", run, debug, check=True)
     assert wait(inst, blocked, "start").returncode == 0
     inst.flux("cancel", "--all", check=True)
+
+
+def test_child_R_jgf_follows_the_renumbered_ranks():
+    """A child's R is renumbered from 0 but its JGF keeps the parent's ranks: the
+    scheduler matches them by host name, so the child's graph has the child's ranks."""
+    from flux.core.resource.graph import Request, ResourceGraph
+    from flux.core.resource.parent import rerank
+    from flux.core.resource.rv1 import ResourceSet
+    from flux_sched_graph.rfmt import rank_jgf
+
+    parent = ResourceGraph.from_rv1(ResourceSet.from_config(
+        [{"hosts": "node[0-3]", "cores": "0-3", "gpus": "0-1"}]).to_dict())
+    assert parent.allocate(Request.simple(2, 4, 2, 2, True), 1, 0.0) is not None  # node0-1
+    alloc = parent.allocate(Request.simple(2, 2, 1, 2), 2, 0.0)
+    R = rerank(alloc.to_rv1())
+    assert R["execution"]["nodelist"] == ["node[2-3]"]
+    child_R = rank_jgf(R, ResourceSet.from_dict(R))
+    child = ResourceGraph.from_rv1(child_R)
+    assert child.ranks() == [0, 1]
+    a = child.allocate(Request.simple(2, 2, 1, 2), 7, 0.0)
+    assert a is not None and a.ranks() == [0, 1]
+    assert a.to_rv1()["execution"]["nodelist"] == ["node[2-3]"]
+    assert R["scheduling"]["graph"] != child_R["scheduling"]["graph"]  # R itself untouched

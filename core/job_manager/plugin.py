@@ -2,7 +2,7 @@
 
 Every rank runs `resource` (to report its hardware). Rank 0 runs job-ingest,
 job-manager, job-exec, and the scheduler named by `[sched] module` (config) or the
-`sched.module` attribute (default `simple`), loaded from the `flux.scheduler` group.
+`sched.module` attribute (default `graph`), loaded from the `flux.scheduler` group.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def broker_services(broker):
     from flux.core.exec.launcher import ShellLauncher as launcher
 
     services += [jm, IngestService(broker), ExecService(broker, launcher)]
-    name = broker.conf.get("sched", {}).get("module") or broker.attrs.get("sched.module") or "simple"
+    name = broker.conf.get("sched", {}).get("module") or broker.attrs.get("sched.module") or "graph"
     broker.attrs.setdefault("sched.module", name)
     try:
         sched_cls = load_driver("flux.scheduler", name)

@@ -34,7 +34,7 @@ from flux.core.util import idset
 from flux_sched_graph.config import SchedConfig, parse_params
 from flux_sched_graph.jobqueue import JobQueue, PendingJob
 from flux_sched_graph.policy import QueuePolicy, load_queue_policy
-from flux_sched_graph.rfmt import duration_of, rlist_of
+from flux_sched_graph.rfmt import duration_of, rank_jgf, rlist_of
 
 SUCCESS, ANNOTATE, DENY, CANCEL = 0, 1, 2, 3
 _UNKNOWN = object()  # feasibility not computed yet
@@ -61,6 +61,7 @@ class GraphScheduler(Service):
         self.allocated: dict[int, dict] = {}  # jobid -> R (without `scheduling`)
         self._acquire = None
         self._kicked = False
+        self._loaded = asyncio.Event()  # set once the graph is built (or failed to be)
         self._shapes: dict[bytes, list] = {}  # request shape -> [Request, why unsatisfiable]
         self.stats = {"passes": 0, "matches": 0, "started": 0, "denied": 0, "pass-seconds": 0.0}
         try:
@@ -84,8 +85,11 @@ class GraphScheduler(Service):
             first = await self._acquire.get()
             self._load_graph(first)
         except Exception as exc:  # noqa: BLE001 - reported; jobs stay pending
+            self.graph = None
             self._fatal(f"sched-graph: cannot build the resource graph: {exc}")
             return
+        finally:
+            self._loaded.set()
         asyncio.ensure_future(self._follow_acquire())
         if self.error is None:
             self._configure(self.config)
@@ -104,7 +108,7 @@ class GraphScheduler(Service):
 
         R = resp["resources"]
         self.all = ResourceSet.from_dict(R)
-        self.graph = ResourceGraph.from_rv1(R)
+        self.graph = ResourceGraph.from_rv1(rank_jgf(R, self.all))
         up = set(idset.decode(resp.get("up", ""))) if "up" in resp else set(self.all.ranks)
         self.down = set(self.all.ranks) - up
         if self.down:
@@ -424,8 +428,9 @@ class GraphScheduler(Service):
         try:
             p = payload_of(msg)
             jobspec = require(p, "jobspec", dict, msg.topic)
-            if self.graph is None:
-                raise FluxError(errno.EAGAIN, "sched-graph has no resources yet")
+            if self.graph is None:  # still starting: answer once the graph is built
+                asyncio.ensure_future(self._feasibility_later(msg))
+                return
             try:
                 entry = self._shape(jobspec)
             except ValueError as exc:
@@ -437,6 +442,13 @@ class GraphScheduler(Service):
             self.respond_error(msg, exc.errno, exc.strerror)
             return
         self.respond(msg, {})
+
+    async def _feasibility_later(self, msg) -> None:
+        await self._loaded.wait()
+        if self.graph is None:  # no graph could be built: nothing to judge against
+            self.respond(msg, {})
+        else:
+            self._feasibility(msg)
 
     @method("feasibility")
     def feasibility(self, msg):
