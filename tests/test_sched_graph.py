@@ -242,8 +242,12 @@ def test_child_R_jgf_follows_the_renumbered_ranks():
         [{"hosts": "node[0-3]", "cores": "0-3", "gpus": "0-1"}]).to_dict())
     assert parent.allocate(Request.simple(2, 4, 2, 2, True), 1, 0.0) is not None  # node0-1
     alloc = parent.allocate(Request.simple(2, 2, 1, 2), 2, 0.0)
-    R = rerank(alloc.to_rv1())
+    full = alloc.to_rv1()
+    # R renumbered from 0 with the JGF left as the parent wrote it (ranks 2-3)
+    R = rerank({k: v for k, v in full.items() if k != "scheduling"})
+    R["scheduling"] = full["scheduling"]
     assert R["execution"]["nodelist"] == ["node[2-3]"]
+    assert R["execution"]["R_lite"][0]["rank"] == "0-1"
     child_R = rank_jgf(R, ResourceSet.from_dict(R))
     child = ResourceGraph.from_rv1(child_R)
     assert child.ranks() == [0, 1]
