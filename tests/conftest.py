@@ -99,3 +99,14 @@ def shared_instance():
     inst = Instance(3)
     yield inst
     inst.stop()
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ():
+    """Undo what a test or a library it drives left in os.environ (executorlib sets
+    PYTHONPATH to a test's tmp dir, which an instance run by another user cannot read)."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -317,9 +317,9 @@ def test_stdin_writer_buffers_until_the_pipe_drains():
     assert asyncio.run(main()) == b"x" * (1 << 20)
 
 
-def test_spawner_keeps_each_tasks_cwd_and_limits_apart(tmp_path):
+def _spawn_side_by_side(tmp_path):
     """Tasks with different working directories and limits started side by side by the
-    spawning threads each get their own."""
+    spawning threads each get their own (run in a forked child, see below)."""
     import resource
 
     from flux.shell.task import Spawner, Task
@@ -351,3 +351,23 @@ def test_spawner_keeps_each_tasks_cwd_and_limits_apart(tmp_path):
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == (soft, hard)
     assert os.getcwd() in (sp.initial_cwd, *map(str, dirs))
     sp.shutdown()
+
+
+def test_spawner_keeps_each_tasks_cwd_and_limits_apart(tmp_path):
+    # in a forked child: file descriptors of this process are opened and closed by other
+    # tests' leftover threads, and a task's stdout fd must stay ours while it starts
+    import multiprocessing
+    import traceback
+
+    def child():
+        try:
+            _spawn_side_by_side(tmp_path)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+
+    p = multiprocessing.get_context("fork").Process(target=child)
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0, "the spawner check failed in the child (traceback above)"
