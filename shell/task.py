@@ -137,6 +137,17 @@ def resolve(cmd: str, env: dict[str, str], cwd: str | None) -> str:
     return found
 
 
+def _late_nofile(soft: int, then: Callable[[Task], None] | None) -> Callable[[Task], None]:
+    """An exec hook setting RLIMIT_NOFILE in the child (then the caller's own hook)."""
+    def hook(task: Task) -> None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (soft if hard == resource.RLIM_INFINITY or soft <= hard else hard, hard))
+        if then is not None:
+            then(task)
+    return hook
+
+
 class Spawner:
     """Starts the tasks of every shell of one process.
 
@@ -251,10 +262,17 @@ class Spawner:
         if want is not None and want != getattr(self.local, "cpus", self.own_cpus):
             os.sched_setaffinity(0, want)
             self.local.cpus = want
-        self._enter(task.cwd, task.rlimits)
+        rlimits, hook = task.rlimits, exec_hook
+        nofile = rlimits.get(resource.RLIMIT_NOFILE)
+        if nofile is not None and 0 <= nofile <= max(*fds, *(s for s, _d in task.extra_fds)):
+            # a file limit below the numbers of the fds the task is handed would make them
+            # invalid before they are moved to 0-2: set that limit in the child, after
+            rlimits = {k: v for k, v in rlimits.items() if k != resource.RLIMIT_NOFILE}
+            hook = _late_nofile(nofile, exec_hook)
+        self._enter(task.cwd, rlimits)
         try:
-            if exec_hook is not None:
-                return self._fork(task, path, fds, setpgrp, exec_hook)
+            if hook is not None:
+                return self._fork(task, path, fds, setpgrp, hook)
             actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)]
             if task.ctty:  # opened after setsid: it becomes the controlling terminal
                 actions = [(os.POSIX_SPAWN_OPEN, 0, task.ctty, os.O_RDWR, 0),

@@ -325,6 +325,8 @@ def _spawn_side_by_side(tmp_path):
     from flux.shell.task import Spawner, Task
 
     sp = Spawner()
+    # stdio fds numbered above the limit some tasks get (as in a busy shell server)
+    pad = [os.open(os.devnull, os.O_RDONLY) for _ in range(70)]
     devnull = os.open(os.devnull, os.O_RDWR)
     dirs = [tmp_path / f"d{i}" for i in range(4)]
     for d in dirs:
@@ -346,7 +348,7 @@ def _spawn_side_by_side(tmp_path):
         lines = (d / f"out{i}").read_text().split()
         assert lines[0] == str(d)
         assert lines[1] == ("64" if i % 4 == 3 else str(soft))
-    for fd in outs + [devnull]:
+    for fd in outs + [devnull] + pad:
         os.close(fd)
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == (soft, hard)
     assert os.getcwd() in (sp.initial_cwd, *map(str, dirs))
