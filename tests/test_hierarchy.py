@@ -367,7 +367,10 @@ def test_alloc_interactive_on_a_terminal(inst):
             p.kill()
         os.close(master)
     text = bytes(buf).decode(errors="replace")
-    assert "/dev/pts/" in text and "slept-2" not in text
+    # ^C stopped `sleep 60` (else `exit 7` could not have run within the wait above);
+    # whether the shell then drops the rest of that line is the shell's business, and
+    # depends on whether ^C came before or after sleep started
+    assert "/dev/pts/" in text
 
 
 def test_each_child_has_its_own_queues_and_scheduler_settings(inst):

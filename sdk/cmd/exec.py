@@ -18,16 +18,17 @@ from flux.handle import RPC_NORESPONSE, RPC_STREAMING
 
 def _write(stream, data: bytes, label: str | None, partial: dict | None = None,
            key=None, eof: bool = False) -> None:
-    """Write output; with a label, whole lines only (a line split over two output
-    messages is held in `partial[key]` until its end, or until EOF)."""
+    """Write output; given `partial` (several ranks, or a label), whole lines only (a
+    line split over two output messages is held in `partial[key]` until its end, or
+    until EOF), so lines of different ranks never interleave mid-line."""
+    if partial is not None:
+        data = partial.pop(key, b"") + data
+        if not eof and not data.endswith(b"\n"):
+            head, sep, tail = data.rpartition(b"\n")
+            if tail:
+                partial[key] = tail
+            data = head + sep
     if label is not None:
-        if partial is not None:
-            data = partial.pop(key, b"") + data
-            if not eof and not data.endswith(b"\n"):
-                head, sep, tail = data.rpartition(b"\n")
-                if tail:
-                    partial[key] = tail
-                data = head + sep
         lines = data.splitlines(keepends=True)
         data = b"".join(label.encode() + b": " + ln for ln in lines)
         if eof and data and not data.endswith(b"\n"):
@@ -127,8 +128,9 @@ def main(argv: list[str]) -> int:
             raw = b""
             if data:
                 raw = base64.b64decode(data) if io.get("encoding") == "base64" else data.encode()
-            if raw or (label and io.get("eof")):
-                _write(stream, raw, str(rank) if label else None, partial,
+            if raw or ((label or len(ranks) > 1) and io.get("eof")):
+                _write(stream, raw, str(rank) if label else None,
+                       partial if label or len(ranks) > 1 else None,
                        (rank, io["stream"]), bool(io.get("eof")))
         elif t == "finished":
             st = resp["status"]
