@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -29,6 +30,12 @@ def cli(prog: str) -> Callable:
         def wrapper(argv):
             try:
                 return fn(argv)
+            except BrokenPipeError:  # `flux jobs | head`: the reader is gone, as in Flux
+                try:
+                    sys.stdout = open(os.devnull, "w")  # no flush error at exit
+                except OSError:
+                    pass
+                return 0
             except OSError as exc:
                 msg = exc.strerror or str(exc)
                 return die(prog, msg)
