@@ -6,9 +6,30 @@ import errno
 import json
 import os
 import tomllib
+from collections.abc import Callable
 from typing import Any
 
 from flux.core.errors import FluxError
+
+
+def parsed_once(parse: Callable[[dict], Any], error: type[Exception]) -> Callable[[dict], Any]:
+    """Wrap `parse(config)` so it runs once per configuration object (a broker's config
+    is fixed while it runs; plugins' hooks ask for it on every job). An `error` it
+    raised is kept and raised again on every call, so each job gets the reason."""
+    cache: list = [None, None]  # [config, result or error]
+
+    def get(config: dict) -> Any:
+        if cache[0] is not config:
+            try:
+                cache[1] = parse(config)
+            except error as exc:
+                cache[1] = exc
+            cache[0] = config
+        if isinstance(cache[1], error):
+            raise cache[1]
+        return cache[1]
+
+    return get
 
 
 def _parse_value(text: str) -> Any:

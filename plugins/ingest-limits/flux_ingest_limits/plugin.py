@@ -31,6 +31,7 @@ import math
 from typing import Any
 
 import attrs
+from flux.core.config import parsed_once
 from flux.core.hookspecs import hookimpl
 from flux.core.job.jobspec import slot_counts
 from flux.core.util.fsd import format_fsd, parse_fsd
@@ -184,21 +185,8 @@ def parse_config(config: dict) -> Policy:
     return Policy(queues, anonymous, default_queue)
 
 
-_cache: tuple[Any, Policy | ConfigError] | None = None
-
-
-def policy_of(config: dict) -> Policy:
-    """Parsed once per configuration object (the broker's config is fixed while it runs)."""
-    global _cache
-    if _cache is None or _cache[0] is not config:
-        try:
-            _cache = (config, parse_config(config))
-        except ConfigError as exc:
-            _cache = (config, exc)
-    result = _cache[1]
-    if isinstance(result, ConfigError):
-        raise result
-    return result
+# parsed once per configuration object (the broker's config is fixed while it runs)
+policy_of = parsed_once(parse_config, ConfigError)
 
 
 # ------------------------------------------------------------------- hooks

@@ -34,6 +34,7 @@ import math
 from typing import Any
 
 import attrs
+from flux.core.config import parsed_once
 from flux.core.hookspecs import hookimpl
 from flux.core.util.fsd import format_fsd, parse_fsd
 
@@ -155,21 +156,8 @@ def parse_config(config: dict) -> tuple[Rule, ...]:
     return tuple(_rule(i, t) for i, t in enumerate(rules))
 
 
-_cache: tuple[Any, tuple[Rule, ...] | ConfigError] | None = None
-
-
-def rules_of(config: dict) -> tuple[Rule, ...]:
-    """Parsed once per configuration object."""
-    global _cache
-    if _cache is None or _cache[0] is not config:
-        try:
-            _cache = (config, parse_config(config))
-        except ConfigError as exc:
-            _cache = (config, exc)
-    result = _cache[1]
-    if isinstance(result, ConfigError):
-        raise result
-    return result
+# parsed once per configuration object (the broker's config is fixed while it runs)
+rules_of = parsed_once(parse_config, ConfigError)
 
 
 @hookimpl
