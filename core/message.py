@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import struct
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # not from typing: importing typing costs each command ~2 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 _codec: tuple | None = None
 

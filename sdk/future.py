@@ -6,11 +6,13 @@ import collections
 import errno
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from flux.core.errors import FluxError
 
+TYPE_CHECKING = False  # not from typing: importing typing costs each command ~2 ms
 if TYPE_CHECKING:
+    from typing import Any
+
     from flux.handle import Flux
 
 _UNSET = object()

@@ -15,7 +15,6 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 from flux.core.errors import FluxError
 from flux.core.message import (
@@ -34,6 +33,10 @@ from flux.core.message import (
 )
 from flux.future import RPC, Future
 from flux.message import Message as UserMessage
+
+TYPE_CHECKING = False  # not from typing: importing typing costs each command ~2 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 RPC_NORESPONSE = 1
 RPC_STREAMING = 2

@@ -18,7 +18,6 @@ plain arithmetic with no caches.
 from __future__ import annotations
 
 import errno
-import locale
 import os
 import re
 import time
@@ -187,6 +186,8 @@ def _check(fluid: int) -> int:
 
 
 def _utf8_locale() -> bool:
+    import locale  # here, not at the top: most commands never print an f58 id
+
     try:
         codeset = locale.nl_langinfo(locale.CODESET)
     except (AttributeError, ValueError):  # pragma: no cover - non-POSIX

@@ -18,12 +18,15 @@ kernel-side, used by ingest, the job manager, schedulers and the SDK alike:
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
 
 from flux.core.util import hostlist as _hostlist
 from flux.core.util import idset as _idset
+
+TYPE_CHECKING = False  # not from typing: importing typing costs each command ~2 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 TOP_LEVEL_KEYS = ("resources", "tasks", "attributes", "version")
 V1_RESOURCE_TYPES = ("node", "slot", "core", "gpu")
@@ -529,20 +532,16 @@ def resource_counts(resources: list) -> dict[str, int]:
     return totals
 
 
-class SlotCounts(NamedTuple):
+class SlotCounts(namedtuple("SlotCounts",
+                             "nnodes nslots slot_size slot_gpus exclusive duration ntasks")):
     """The shape of a V1 request, as simple schedulers and ``flux jobs`` see it.
 
-    ``nnodes`` is 0 when no node level was requested; ``nslots`` is the total number of
-    slots (per node times nodes); ``slot_size``/``slot_gpus`` are per slot.
+    ``nnodes`` (int) is 0 when no node level was requested; ``nslots`` (int) is the total
+    number of slots (per node times nodes); ``slot_size``/``slot_gpus`` (int) are per slot;
+    ``exclusive`` (bool), ``duration`` (float seconds), ``ntasks`` (int).
     """
 
-    nnodes: int
-    nslots: int
-    slot_size: int
-    slot_gpus: int
-    exclusive: bool
-    duration: float
-    ntasks: int
+    __slots__ = ()
 
     @property
     def ncores(self) -> int:

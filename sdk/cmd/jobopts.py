@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
 
 from flux.cmd.util import Parser
+
+TYPE_CHECKING = False  # not from typing: importing typing costs each command ~2 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 # ------------------------------------------------------------------ parsers
 

@@ -104,5 +104,37 @@ def main(argv: list[str] | None = None) -> int:
     return rc if isinstance(rc, int) else 0
 
 
+def exit_now(rc: int) -> None:
+    """Exit with rc, skipping the interpreter's teardown of every module (about 8 ms,
+    a tenth of a short `flux run`). atexit handlers still run; a command that leaves
+    a non-daemon thread running gets the normal exit, which waits for it."""
+    threading = sys.modules.get("threading")
+    if threading is not None and any(
+            t.is_alive() and not t.daemon and t is not threading.main_thread()
+            for t in threading.enumerate()):
+        sys.exit(rc)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be written
+            pass
+    os._exit(rc)
+
+
+def cli() -> None:
+    """The `flux` console script."""
+    try:
+        rc = main()
+    except SystemExit as exc:  # argparse errors, sys.exit() in a command
+        code = exc.code
+        if code is None or isinstance(code, int):
+            exit_now(code or 0)
+        raise
+    exit_now(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from typing import Any
 
 from flux.cmd import jobopts
+
+TYPE_CHECKING = False  # not from typing: importing typing costs each command ~2 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 BATCH = 512  # jobs per batch request: large enough to amortize, small enough to stream
 CC_PLACEHOLDER = "@@FLUX_JOB_CC@@"

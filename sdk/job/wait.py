@@ -7,12 +7,12 @@ from __future__ import annotations
 import errno
 import time
 from collections import namedtuple
-from typing import TYPE_CHECKING
 
 from flux.future import RPC, Future
 from flux.job.event import EventLogEvent, event_watch_async
 from flux.job.JobID import FLUX_JOBID_ANY, JobID
 
+TYPE_CHECKING = False  # not from typing: importing typing costs each command ~2 ms
 if TYPE_CHECKING:
     from flux.handle import Flux
 
