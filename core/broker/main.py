@@ -171,4 +171,6 @@ def _traced(broker, path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from flux.core.util.fastexit import exit_now
+
+    exit_now(main())
