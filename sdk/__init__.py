@@ -8,18 +8,7 @@ __all__ = ["Flux", "FluxError", "constants"]
 
 
 def __getattr__(name: str):
-    """Submodules on first use (`flux.job`, `flux.resource`, `flux.hostlist`...).
+    """Submodules on first use (`flux.job`, `flux.resource`, `flux.hostlist`...)."""
+    from flux._lazy import submodule
 
-    flux-core's packages import many of their siblings eagerly, so tools written for it
-    reach e.g. `flux.resource.list` after `import flux`; loading on demand gives them
-    the same names without making `import flux` slow."""
-    import importlib
-
-    if name.startswith("_"):
-        raise AttributeError(f"module 'flux' has no attribute '{name}'")
-    try:
-        return importlib.import_module(f"flux.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"flux.{name}":
-            raise
-        raise AttributeError(f"module 'flux' has no attribute '{name}'") from None
+    return submodule("flux", name)

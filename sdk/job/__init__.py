@@ -15,20 +15,13 @@ _LAZY = {
 
 
 def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:  # submodules: `flux.job.list`, `flux.job.executor`...
+        from flux._lazy import submodule
+
+        return submodule("flux.job", name)
     import importlib
 
-    module = _LAZY.get(name)
-    if module is None:
-        # submodules (`flux.job.list`, `flux.job.executor`...): flux-core's package
-        # imports them eagerly, so tools reach them as attributes after `import flux.job`
-        if name.startswith("_"):
-            raise AttributeError(f"module 'flux.job' has no attribute '{name}'")
-        try:
-            return importlib.import_module(f"flux.job.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"flux.job.{name}":
-                raise
-            raise AttributeError(f"module 'flux.job' has no attribute '{name}'") from None
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
