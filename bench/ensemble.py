@@ -52,6 +52,50 @@ def rss_of(pid: int) -> float:
     return 0.0
 
 
+def _stat(pid: str) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds) of a process, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by process `pid` and every process below it (all the
+    brokers of an instance and of the instances it started)."""
+    procs = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _stat(d)
+            if st is not None:
+                procs[int(d)] = st
+    below: dict[int, list[int]] = {}
+    for p, (ppid, _cpu) in procs.items():
+        below.setdefault(ppid, []).append(p)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        if p in procs:
+            total += procs[p][1]
+        todo.extend(below.get(p, ()))
+    return total
+
+
+def client_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def add_totals(rep: dict, njobs: int, inst_cpu: float, cli_cpu: float) -> None:
+    rep["all_brokers_cpu_s"] = inst_cpu
+    rep["client_cpu_s"] = cli_cpu
+    rep["total_cpu_ms_per_job"] = 1000 * (inst_cpu + cli_cpu) / njobs
+
+
 def depth1(njobs: int) -> dict:
     with Instance(NODES, conf=[CLUSTER], extra=[f"--test-hosts={HOSTS}"]) as inst:
         code = r"""
@@ -88,14 +132,18 @@ print(json.dumps({"jobs": n, "elapsed": t1 - t0, "jobs_per_s": n / (t1 - t0),
                   "levels": [{"level": 0, "instances": 1, "cpu_s": cpu() - c0,
                               "cpu_ms_per_job": 1000 * (cpu() - c0) / n}]}))
 """
+        i0, c0 = tree_cpu(inst.proc.pid), client_cpu()
         r = subprocess.run([sys.executable, "-c", code, str(njobs), DURATION], env=inst.env,
                            capture_output=True, text=True, check=True)
-        return json.loads(r.stdout)
+        rep = json.loads(r.stdout)
+        add_totals(rep, njobs, tree_cpu(inst.proc.pid) - i0, client_cpu() - c0)
+        return rep
 
 
-def tree_run(shape: str, njobs: int, policy: str) -> dict:
+def tree_run(shape: str, njobs: int, policy: str, extra_conf: list[str] | None = None) -> dict:
     t0 = time.time()
-    with Instance(NODES, conf=[CLUSTER, f'ensemble.shape="{shape}"', f'ensemble.policy="{policy}"'],
+    with Instance(NODES, conf=[CLUSTER, f'ensemble.shape="{shape}"', f'ensemble.policy="{policy}"',
+                               *(extra_conf or [])],
                   extra=[f"--test-hosts={HOSTS}"]) as inst:
         st = json.loads(inst.flux("ensemble", "status", "--wait", "--json", timeout=600).stdout)
         up = time.time() - t0
@@ -108,9 +156,11 @@ def tree_run(shape: str, njobs: int, policy: str) -> dict:
                 yield from pids(k)
 
         mem = sum(rss_of(p) for p in pids(st["tree"]))
+        i0, c0 = tree_cpu(inst.proc.pid), client_cpu()
         r = inst.flux("ensemble", "run", "-n", str(njobs), "--test-exec",
                       f"--run-duration={DURATION}", "--json", "true", timeout=3600)
         rep = json.loads(r.stdout)
+        add_totals(rep, njobs, tree_cpu(inst.proc.pid) - i0, client_cpu() - c0)
         rep["tree_up_s"] = up
         rep["brokers_rss_mb"] = mem
         rep["brokers"] = len(list(pids(st["tree"])))
@@ -124,6 +174,9 @@ def show(name: str, rep: dict) -> None:
                  f"{rep['brokers_rss_mb']:.0f} MB RSS)")
     print(f"{name}: {rep['jobs_per_s']:8.1f} jobs/s  ({rep['jobs']} jobs in "
           f"{rep['elapsed']:.2f}s){extra}")
+    if "total_cpu_ms_per_job" in rep:
+        print(f"    all brokers {rep['all_brokers_cpu_s']:.2f}s + client {rep['client_cpu_s']:.2f}s "
+              f"CPU: {rep['total_cpu_ms_per_job']:.3f} ms/job in all")
     for lv in rep["levels"]:
         print(f"    level {lv['level']}: {lv['instances']:3d} instance(s)  broker CPU "
               f"{lv['cpu_s']:7.2f}s  {lv['cpu_ms_per_job']:6.3f} ms/job")
@@ -139,6 +192,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=1,
                    help="run every depth this many times, interleaved; report the best "
                         "(the machine is shared: its load changes from minute to minute)")
+    p.add_argument("--conf", action="append", default=[],
+                   help="extra config of the tree's root, e.g. ensemble.flush-delay=0.01")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     out: dict[int, dict] = {}
@@ -153,7 +208,7 @@ def main() -> int:
                 name = "depth 1 (one instance)"
             else:
                 shape = args.shape2 if d == 2 else args.shape3
-                rep = tree_run(shape, args.jobs, args.policy)
+                rep = tree_run(shape, args.jobs, args.policy, args.conf)
                 name = f"depth {d} (shape {shape})"
             rep["name"] = name
             show(name, rep)

@@ -29,8 +29,6 @@ from flux.core.job.fluid import encode_f58, encode_kvs
 from flux_ensemble import children, policy, shape
 from flux_ensemble.config import EnsembleConfig
 
-WAITABLE = 4
-
 
 class Child:
     """One child instance: a job of this instance, and its channel once it joined."""
@@ -345,8 +343,8 @@ class Downstream:
             return p
         job = route.job
         p = {"key": route.key, "jobspec": job.jobspec, "env": job.aux.pop("ensemble.env", None),
-             "userid": job.userid, "urgency": job.urgency, "flags": job.flags & ~WAITABLE,
-             "origin": encode_f58(job.id)}
+             "userid": job.userid, "urgency": job.urgency, "priority": job.priority,
+             "t_submit": job.t_submit, "origin": encode_f58(job.id)}
         if job.userid != self.broker.owner:
             # a guest's signed request must reach the instance that runs the job (the
             # IMP checks it there); the owner's J (mechanism none) is remade there

@@ -195,6 +195,8 @@ class EnsembleService(Service):
             out["tree"] = self.tree()
         if self.downstream is not None:
             out.update(self.downstream.describe())
+        if self.runner is not None:
+            out.update(self.runner.describe())
         return out
 
     # ------------------------------------------------------ progress, drain
