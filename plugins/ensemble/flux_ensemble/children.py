@@ -77,26 +77,45 @@ def ranks_of(R: dict | None) -> list[int]:
     return sorted(out)
 
 
+class Reranker:
+    """rerank() for one child, remembering the rank sets it has translated: a leaf's
+    jobs use a few distinct rank sets over and over (one per node, mostly)."""
+
+    __slots__ = ("mapping", "cache")
+
+    def __init__(self, mapping: list[int]):
+        self.mapping = mapping
+        self.cache: dict[str, str] = {}
+
+    def ranks(self, s: str) -> str:
+        out = self.cache.get(s)
+        if out is None:
+            n = len(self.mapping)
+            out = idset.encode([self.mapping[r] if r < n else r for r in idset.decode(s)])
+            if len(self.cache) < 4096:
+                self.cache[s] = out
+        return out
+
+    def __call__(self, R: dict) -> dict:
+        ex = R.get("execution")
+        if not isinstance(ex, dict) or not self.mapping:
+            return R
+        out = dict(R)
+        ex = out["execution"] = dict(ex)
+        lite = []
+        for e in ex.get("R_lite") or []:
+            e = dict(e)
+            e["rank"] = self.ranks(str(e.get("rank", "")))
+            lite.append(e)
+        ex["R_lite"] = lite
+        props = ex.get("properties")
+        if isinstance(props, dict):
+            ex["properties"] = {k: self.ranks(str(v)) for k, v in props.items()}
+        ex.pop("nslots", None)
+        return out
+
+
 def rerank(R: dict, mapping: list[int]) -> dict:
     """R with rank i replaced by mapping[i] (a child's R in its parent's ranks, or the
     reverse with the inverse mapping). Ranks outside the mapping are kept."""
-    ex = R.get("execution")
-    if not isinstance(ex, dict) or not mapping:
-        return R
-    out = dict(R)
-    ex = out["execution"] = dict(ex)
-    n = len(mapping)
-    lite = []
-    for e in ex.get("R_lite") or []:
-        e = dict(e)
-        e["rank"] = idset.encode([mapping[r] if r < n else r
-                                  for r in idset.decode(str(e.get("rank", "")))])
-        lite.append(e)
-    ex["R_lite"] = lite
-    props = ex.get("properties")
-    if isinstance(props, dict):
-        ex["properties"] = {k: idset.encode([mapping[r] if r < n else r
-                                             for r in idset.decode(str(v))])
-                            for k, v in props.items()}
-    ex.pop("nslots", None)
-    return out
+    return Reranker(mapping)(R)

@@ -33,7 +33,7 @@ from flux_ensemble.config import EnsembleConfig
 class Child:
     """One child instance: a job of this instance, and its channel once it joined."""
 
-    __slots__ = ("index", "spec", "jobid", "msg", "sender", "uri", "tree", "ranks",
+    __slots__ = ("index", "spec", "jobid", "msg", "sender", "uri", "tree", "ranks", "rerank",
                  "outstanding", "sent", "done", "jobs", "cancels", "kills", "state", "error")
 
     def __init__(self, index: int, spec: shape.ChildSpec):
@@ -45,6 +45,7 @@ class Child:
         self.uri: str | None = None
         self.tree: dict | None = None
         self.ranks: list[int] = []  # our broker ranks it runs on (from its job's R)
+        self.rerank: children.Reranker | None = None  # its R in our ranks
         self.outstanding = 0  # jobs sent, not yet clean
         self.sent = 0
         self.done = 0
@@ -156,6 +157,7 @@ class Downstream:
         name = e["name"]
         if name == "alloc":
             child.ranks = children.ranks_of(job.R)
+            child.rerank = children.Reranker(child.ranks)
         elif name in ("finish", "clean") or (name == "exception" and
                                              (e.get("context") or {}).get("severity", 0) == 0):
             note = (e.get("context") or {}).get("note") if name == "exception" else None
@@ -177,6 +179,7 @@ class Downstream:
         job = self.jm.jobs.get(jobid)
         if job is not None and job.R is not None:
             child.ranks = children.ranks_of(job.R)
+            child.rerank = children.Reranker(child.ranks)
         child.state = "joined"
         self.broker.log(6, f"ensemble: child {child.index} ({encode_f58(jobid)}) joined")
         self._schedule_flush()
@@ -405,8 +408,8 @@ class Downstream:
                 continue
             name, ctx = item[1], item[2]
             extra = item[3] if len(item) > 3 else None
-            if extra and "R" in extra and child.ranks:
-                extra["R"] = children.rerank(extra["R"], child.ranks)
+            if extra and "R" in extra and child.rerank is not None:
+                extra["R"] = child.rerank(extra["R"])
             if name == "clean":
                 del routes[route.key]
                 child.outstanding -= 1

@@ -26,6 +26,7 @@ from flux.core.message import FLAG_STREAMING, Message
 
 GUEST_KEYS = ("exec.eventlog", "output", "input")
 SUCCESS, ANNOTATE, DENY, CANCEL = 0, 1, 2, 3
+UNLINK_DELAY = 0.5  # seconds finished jobs' KVS directories wait to be removed together
 
 
 class LeafJob:
@@ -79,6 +80,7 @@ class Runner:
         self.inbox: list[tuple[_Stream, Message]] = []
         self.drain_scheduled = False
         self.unlinks: list[dict] = []
+        self.unlink_timer: asyncio.TimerHandle | None = None
         self.stats = {"ran": 0, "t_last": None}
 
     # ------------------------------------------------------------ requests
@@ -111,13 +113,17 @@ class Runner:
                     self._on_exec(stream.job, msg)
             except Exception as exc:  # noqa: BLE001 - one job's trouble must not stop the others
                 self.broker.log_exception(f"ensemble: job {stream.job.id}", exc)
-        if self.unlinks:
-            ops, self.unlinks = self.unlinks, []
-            try:
-                self.broker.kvs.commit_nowait("primary", ops)
-            except FluxError as exc:
-                self.broker.log(4, f"ensemble: removing finished jobs' KVS directories: "
-                                   f"{exc.strerror}")
+
+    def _unlink(self) -> None:
+        self.unlink_timer = None
+        ops, self.unlinks = self.unlinks, []
+        if not ops:
+            return
+        try:
+            self.broker.kvs.commit_nowait("primary", ops)
+        except FluxError as exc:
+            self.broker.log(4, f"ensemble: removing finished jobs' KVS directories: "
+                               f"{exc.strerror}")
 
     # -------------------------------------------------------------- submit
     async def submit(self, items: list[dict]) -> None:
@@ -276,9 +282,9 @@ class Runner:
         # the scheduler stored R (and exec the output) under job.<id>: no job record
         # here will purge them, so they go with the job
         self.unlinks.append({"key": encode_kvs(job.id), "flags": 0, "dirent": None})
-        if not self.drain_scheduled:
-            self.drain_scheduled = True
-            asyncio.get_running_loop().call_soon(self._drain)
+        if self.unlink_timer is None:
+            # gathered for a while: every commit is an event to all the leaf's brokers
+            self.unlink_timer = asyncio.get_running_loop().call_later(UNLINK_DELAY, self._unlink)
         self.stats["ran"] += 1
         self.stats["t_last"] = time.time()
         self.svc.upstream.send(job.key, "clean", None)
