@@ -219,6 +219,65 @@ def test_depth2_job_too_big_for_a_child_fails_clearly(depth2):
     assert "exception" in log and "alloc" not in log.split("exception")[0]
 
 
+def test_depth2_kill_signal_reaches_the_leaf(depth2):
+    jid = submit(depth2, "--job-name=killme", "sleep", "300")
+    depth2.flux("job", "wait-event", "-t", "60", jid, "start", check=True)
+    depth2.flux("job", "kill", "-s", "USR1", jid, check=True)
+    depth2.flux("job", "wait-event", "-t", "60", jid, "clean", check=True)
+    log = depth2.flux("job", "eventlog", jid, check=True).stdout
+    fin = [ln for ln in log.splitlines() if ln.split()[1] == "finish"]
+    st_ = int(fin[0].split("status=")[1].split()[0])
+    assert st_ == 10 or st_ >> 8 == 128 + 10, f"not killed by SIGUSR1: {fin[0]}"
+    assert {j["id"]: j for j in jobs_at(depth2, None)}[jid]["status"] == "F"
+
+
+def test_depth2_cancel_while_the_leaf_waits_for_resources(depth2):
+    # each leaf has 4 cores: fill both, then one more 4-core job waits in a leaf's
+    # scheduler (its alloc request outstanding there) until it is canceled
+    big = ["-n1", "-c4", "--job-name=big"]
+    fill = [submit(depth2, *big, "sleep", "300") for _ in range(2)]
+    for j in fill:
+        depth2.flux("job", "wait-event", "-t", "60", j, "start", check=True)
+    queued = submit(depth2, *big, "true")
+    st = status(depth2)
+
+    def active(origin):
+        return [j for leaf in leaves(st["tree"])
+                for j in status(depth2, leaf["uri"])["active"] if j["origin"] == origin]
+
+    # sent down and waiting there (the root's copy has no alloc)
+    depth2.flux("job", "wait-event", "-t", "60", queued, "priority", check=True)
+    deadline = time.monotonic() + 60
+    while not active(queued) and time.monotonic() < deadline:
+        depth2.flux("ensemble", "status", "--wait", check=True)  # a round trip, no sleep
+    assert [j["state"] for j in active(queued)] == ["alloc"]
+    depth2.flux("cancel", queued, check=True)
+    depth2.flux("job", "wait-event", "-t", "60", queued, "clean", check=True)
+    log = depth2.flux("job", "eventlog", queued, check=True).stdout
+    assert "alloc" not in [ln.split()[1] for ln in log.splitlines()]
+    assert active(queued) == []
+    for j in fill:
+        depth2.flux("cancel", j, check=True)
+        depth2.flux("job", "wait-event", "-t", "60", j, "clean", check=True)
+    # the canceled request left no allocation behind: a 4-core job runs in each leaf
+    again = [submit(depth2, *big, TEST_EXEC, "true") for _ in range(2)]
+    for j in again:
+        depth2.flux("job", "wait-event", "-t", "60", j, "clean", check=True)
+    by_id = {j["id"]: j for j in jobs_at(depth2, None)}
+    assert by_id[queued]["status"] == "CA"
+    assert all(by_id[j]["status"] == "CD" for j in again)
+
+
+def test_depth2_exception_raised_in_the_leaf_fails_the_job_at_the_root(depth2):
+    # the leaf's exec refuses the test run duration: a start exception there
+    jid = submit(depth2, "--flags=waitable", "-Ssystem.exec.test.run_duration=soon", "true")
+    r = depth2.flux("job", "wait", jid, timeout=60)
+    assert r.returncode != 0 and "type=start" in r.stderr, r.stderr
+    log = depth2.flux("job", "eventlog", jid, check=True).stdout
+    assert "exception" in log and "run_duration" in log
+    assert {j["id"]: j for j in jobs_at(depth2, None)}[jid]["status"] == "F"
+
+
 # ------------------------------------------------------------------- depth 3
 def test_depth3_everything_completes_and_cancel(depth3):
     st = status(depth3)
@@ -233,6 +292,13 @@ def test_depth3_everything_completes_and_cancel(depth3):
     depth3.flux("job", "wait-event", "-t", "60", sleeper, "start", check=True)
     depth3.flux("cancel", sleeper, check=True)
     depth3.flux("ensemble", "drain", check=True, timeout=120)
+    # waiting from the root for jobs that ran in a grandchild: their real results
+    waited = submit(depth3, "--flags=waitable", "sh", "-c", "exit 5")
+    r = depth3.flux("job", "wait", waited, timeout=60)
+    assert r.returncode != 0 and "exit code 5" in r.stderr, r.stderr
+    ok = submit(depth3, "--flags=waitable", TEST_EXEC, "true")
+    assert depth3.flux("job", "wait", ok, timeout=60).returncode == 0
+    assert depth3.flux("job", "status", waited, timeout=60).returncode == 5
     r = depth3.flux("job", "attach", echo, timeout=60)
     assert r.stdout == "from depth three\n"
     assert depth3.flux("job", "attach", fail, timeout=60).returncode == 7
@@ -247,7 +313,7 @@ def test_depth3_everything_completes_and_cancel(depth3):
         assert ls["ran"] >= 10, "least-loaded left a grandchild (almost) idle"
         total += ls["ran"]
         assert ls["active"] == []
-    assert total == 63
+    assert total == 65
     # the middle level passes jobs through: it holds none of them itself
     for mid in st["tree"]["children"]:
         names = {j["name"] for j in jobs_at(depth3, mid["uri"])}
