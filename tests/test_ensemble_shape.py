@@ -39,9 +39,12 @@ def test_config():
     c = from_conf({"ensemble": {"depth": 3, "policy": "least-loaded"}})
     assert c.levels == ("node", "core") and c.policy == "least-loaded" and c.has_children
     assert not from_conf({"ensemble": {"shape": "", "member": True}}).has_children
+    assert from_conf({"ensemble": {"member": True, "parent-uri": "local:///x"}}).parent_uri \
+        == "local:///x"
     for bad, msg in [({"shape": "2", "depth": 2}, "not both"), ({"depth": 5}, "depth must be"),
                      ({"policy": "x"}, "policy must be"), ({"batch-max": 0}, "batch-max"),
-                     ({"colour": 1}, "unknown key"), ({"member": "yes"}, "member")]:
+                     ({"colour": 1}, "unknown key"), ({"member": "yes"}, "member"),
+                     ({"parent-uri": 3}, "parent-uri")]:
         with pytest.raises(ConfigError, match=msg):
             from_conf({"ensemble": bad})
 

@@ -33,9 +33,13 @@ def child_environment(index: int = 0) -> dict[str, str]:
     return env
 
 
-def broker_options(levels_below: tuple[str, ...], cfg: EnsembleConfig) -> list[str]:
-    """The child's own `[ensemble]` table: the rest of the shape, and it is a member."""
-    return ["-Sbroker.rc2_none=1",
+def broker_options(levels_below: tuple[str, ...], cfg: EnsembleConfig,
+                   parent_uri: str | None = None) -> list[str]:
+    """The child's own `[ensemble]` table: the rest of the shape, it is a member, and
+    where its parent's ensemble service runs (our rank 0: the child's own parent-uri
+    is the broker on its node, and every message would cross our overlay)."""
+    extra = [f'--conf=ensemble.parent-uri="{parent_uri}"'] if parent_uri else []
+    return ["-Sbroker.rc2_none=1", *extra,
             # jobs come down with their dependencies met, and a child has no accounting
             # or prolog/epilog config: those jobtap plugins would only cost time there
             '--conf=job-manager.plugins-disable=["accounting","dependencies","prolog-epilog"]',
@@ -47,20 +51,20 @@ def broker_options(levels_below: tuple[str, ...], cfg: EnsembleConfig) -> list[s
 
 
 def child_jobspec(spec: ChildSpec, index: int, levels_below: tuple[str, ...],
-                  cfg: EnsembleConfig) -> dict:
+                  cfg: EnsembleConfig, parent_uri: str | None = None) -> dict:
     """A nested instance of one broker per node over `spec`'s resources."""
     from flux.job import JobspecV1
 
     if spec.exclusive:
         js = JobspecV1.from_nest_command([], num_slots=spec.nnodes, num_nodes=spec.nnodes,
                                          exclusive=True,
-                                         broker_opts=broker_options(levels_below, cfg),
+                                         broker_opts=broker_options(levels_below, cfg, parent_uri),
                                          environment=child_environment(index), cwd=os.getcwd(),
                                          name=f"ensemble-{index}")
     else:
         js = JobspecV1.from_nest_command([], num_slots=1, cores_per_slot=spec.ncores,
                                          num_nodes=1,
-                                         broker_opts=broker_options(levels_below, cfg),
+                                         broker_opts=broker_options(levels_below, cfg, parent_uri),
                                          environment=child_environment(index), cwd=os.getcwd(),
                                          name=f"ensemble-{index}")
     d = copy.deepcopy(js.jobspec)

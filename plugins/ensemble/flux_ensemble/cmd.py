@@ -68,6 +68,11 @@ def cmd_status(args) -> int:
     if st.get("error"):
         print(f"error: {st['error']}")
         return 1
+    if st.get("role") == "leaf":
+        active = st.get("active") or []
+        print(f"  ran {st.get('ran', 0)} jobs, {len(active)} active")
+        for j in active:
+            print(f"  job {j['id']} (origin {j['origin']}): {j['state']}")
     for c in st.get("children") or []:
         jid = fluid.encode_f58(c["id"]) if isinstance(c.get("id"), int) else c.get("id")
         print(f"  child {c['index']}: job {jid} {c['state']} ({c['resources']}) "

@@ -6,6 +6,7 @@
     batch-max = 1024       # most jobs (or events) per forwarding message
     flush-delay = 0.0      # seconds a member gathers events before sending them up
     member = true          # set by the parent on the children it starts
+    parent-uri = "local://..."  # set by the parent: its rank 0, where the ensemble runs
 
 An instance without an `[ensemble]` table is not an ensemble: nothing is loaded.
 """
@@ -17,7 +18,7 @@ import attrs
 from flux_ensemble import shape as shapes
 
 POLICIES = ("rr", "least-loaded")
-KEYS = {"shape", "depth", "policy", "batch-max", "flush-delay", "member"}
+KEYS = {"shape", "depth", "policy", "batch-max", "flush-delay", "member", "parent-uri"}
 
 
 class ConfigError(ValueError):
@@ -31,6 +32,7 @@ class EnsembleConfig:
     batch_max: int = 1024
     flush_delay: float = 0.0
     member: bool = False
+    parent_uri: str | None = None
 
     @property
     def has_children(self) -> bool:
@@ -73,4 +75,7 @@ def from_conf(conf: dict) -> EnsembleConfig | None:
     member = t.get("member", False)
     if not isinstance(member, bool):
         raise ConfigError(f"[ensemble] member must be true or false, not {member!r}")
-    return EnsembleConfig(levels, policy, bmax, float(delay), member)
+    parent_uri = t.get("parent-uri")
+    if parent_uri is not None and (not isinstance(parent_uri, str) or not parent_uri):
+        raise ConfigError(f"[ensemble] parent-uri must be a URI string, not {parent_uri!r}")
+    return EnsembleConfig(levels, policy, bmax, float(delay), member, parent_uri)

@@ -116,7 +116,8 @@ class Downstream:
         self.children = [Child(i, s) for i, s in enumerate(specs)]
         from flux.core.security.sign import wrap_none
 
-        jobs = [{"J": wrap_none(orjson.dumps(children.child_jobspec(c.spec, c.index, below, self.cfg)),
+        jobs = [{"J": wrap_none(orjson.dumps(children.child_jobspec(
+                    c.spec, c.index, below, self.cfg, self.broker.attrs.get("local-uri"))),
                                 self.broker.owner), "urgency": 16, "flags": 0}
                 for c in self.children]
         try:

@@ -23,10 +23,14 @@ from flux.core.job import fluid
 from flux_ensemble.config import EnsembleConfig
 
 
-def parent_of(broker) -> tuple[str, int]:
+def parent_of(broker, cfg: EnsembleConfig | None = None) -> tuple[str, int]:
     """The parent's URI and our job id there (from the attributes a job's broker has,
-    or the environment its shell gave it)."""
+    or the environment its shell gave it). The parent's rank 0 when it told us its
+    socket and the socket is on this host: straight to its ensemble service."""
     uri = broker.attrs.get("parent-uri") or os.environ.get("FLUX_URI")
+    direct = cfg.parent_uri if cfg is not None else None
+    if direct and direct.startswith("local://") and os.path.exists(direct[len("local://"):]):
+        uri = direct
     jobid = broker.attrs.get("jobid") or os.environ.get("FLUX_JOB_ID")
     if not uri or not jobid:
         raise FluxError(errno.EINVAL, "ensemble.member is set but this instance is not a job "
@@ -39,7 +43,7 @@ class Upstream:
         self.svc = svc
         self.broker = svc.broker
         self.cfg = cfg
-        self.uri, self.jobid = parent_of(svc.broker)
+        self.uri, self.jobid = parent_of(svc.broker, cfg)
         self.conn = None
         self.inbox: asyncio.Queue = asyncio.Queue()
         self.out: list[list] = []
