@@ -47,6 +47,15 @@ def _no_double_booking(g: ResourceGraph, now: float) -> None:
             times = sorted({s for s, _e, _a in v.plan.spans.values()})
             for t in times:
                 assert v.plan.avail_at(t) >= 0, (v.path(), t, v.plan.spans)
+    # unit leaves (cores, gpus) are tracked per node by masks: count holders per unit
+    for node in g.by_rank.values():
+        for s, _e, _m in node.mjobs.values():
+            for leaf in node.leaves():
+                if leaf.bit < 0:
+                    continue
+                holders = [j for j, (s2, e2, m2) in node.mjobs.items()
+                           if s2 <= s < e2 and m2.get(leaf.type, 0) >> leaf.bit & 1]
+                assert len(holders) <= 1, (leaf.path(), s, holders)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -133,3 +142,72 @@ def test_planner_avail_time_first_matches_brute_force(spans, after, duration, am
     cands = sorted({float(after)} | {e for _s, e, _a in p.spans.values() if e > after})
     want = next((t for t in cands if free_during(t) >= amount), None)
     assert got == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 60), st.one_of(st.integers(1, 30), st.none()),
+              st.integers(0, 5)),
+    st.tuples(st.just("rem"), st.integers(0, 40))), max_size=40),
+    st.integers(0, 70), st.integers(1, 40))
+def test_planner_points_follow_random_adds_and_removes(ops, t, duration):
+    """The kept points (times, usage, references) always equal a rebuild from the spans,
+    removed spans leave no points behind, and queries agree with brute force."""
+    p = Planner(10)
+    live: list[int] = []
+    for op in ops:
+        if op[0] == "add":
+            _k, s, d, a = op
+            end = float("inf") if d is None else float(s + d)
+            live.append(p.add_span(float(s), end, a))
+        elif live:
+            p.rem_span(live.pop(op[1] % len(live)))
+        assert p.verify() is None
+
+    def used(x):
+        return sum(a for s, e, a in p.spans.values() if s <= x < e)
+
+    pts = {float(t)} | {s for s, _e, _a in p.spans.values() if t <= s < t + duration}
+    assert p.avail_during(float(t), float(duration)) == 10 - max(used(x) for x in pts)
+    assert p.avail_at(float(t)) == 10 - used(float(t))
+    for sid in list(p.spans):
+        p.rem_span(sid)
+    assert p.verify() is None and p.times == [] and p.usage == []
+    assert p.avail_during(0.0, 1e9) == 10
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(requests, st.integers(1, 50)), min_size=1, max_size=12),
+       st.lists(st.integers(0, 11), max_size=12))
+def test_reservations_cancel_back_to_the_same_planners(reqs, cancel):
+    """Reserving behind running jobs then canceling the reservations (what every pass
+    of a backfill policy does) leaves every planner and mask as before."""
+    g = ResourceGraph.load("yaml", DESC)
+    jobid = 0
+    for req, d in reqs[: len(reqs) // 2]:
+        jobid += 1
+        g.allocate(req, jobid, 0.0, float(d))
+
+    def snapshot():
+        out = {}
+        for v in g.root.walk():
+            for t, p in (v.plans or {}).items():
+                out[(v.uid, t)] = (list(p.times), list(p.usage))
+            if v.plan is not None and v.plan.spans:  # (created on first use)
+                out[(v.uid, "")] = (list(v.plan.times), list(v.plan.usage))
+            if v.mjobs is not None:
+                out[(v.uid, "masks")] = dict(v.mjobs)
+        return out
+
+    before = snapshot()
+    held = []
+    for req, d in reqs[len(reqs) // 2:]:
+        jobid += 1
+        if g.reserve(req, jobid, 0.0, float(d)) is not None:
+            held.append(jobid)
+    g.check()
+    order = [held[i % len(held)] for i in cancel] if held else []
+    for j in dict.fromkeys(order + held):
+        g.unreserve(j)
+        g.check()
+    assert snapshot() == before

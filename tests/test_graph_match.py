@@ -142,6 +142,30 @@ def test_satisfiable_reasons():
     assert not ok and "constraints" in why
 
 
+def test_satisfiable_counts_drained_resources():
+    g = graph()
+    whole = Request.from_jobspec(jobspec([{"type": "node", "count": 4, "exclusive": True,
+                                           "with": [slot(8)]}]))
+    gpu_pair = Request.simple(2, 1, 1, 2)
+    named = Request.from_jobspec(jobspec([slot(1)], constraints={"hostlist": ["n3"]}))
+    g.drain([0, 1, 2, 3])
+    sock = next(v for v in g.by_rank[1].kids if v.type == "socket")
+    g.set_down(sock, True)  # a drained vertex below a drained node
+    for req in (whole, gpu_pair, named):
+        assert g.satisfiable(req) == (True, ""), req
+    ok, why = g.satisfiable(Request.simple(5, 1, 0, 5))
+    assert not ok and "requested 5 nodes" in why
+    ok, why = g.satisfiable(Request.simple(1, 1, 3))
+    assert not ok and "gpu" in why
+    # and nothing can start or be reserved while they are drained
+    assert g.allocate(whole, 1, 0.0, 10) is None
+    assert g.reserve(whole, 1, 0.0, 10) is None
+    g.undrain([0, 1, 2, 3])
+    g.set_down(sock, False)
+    assert g.allocate(whole, 1, 0.0, 10).nnodes == 4
+    g.check()
+
+
 def test_constraints_properties_hostlist_ranks():
     g = graph()
     a = g.allocate(Request.from_jobspec(jobspec([slot(1)], constraints={"properties": ["debug"]})),

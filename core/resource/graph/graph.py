@@ -101,6 +101,8 @@ class ResourceGraph:
         self._prunable: frozenset[str] = frozenset()
         self._topv: Vertex | None = None
         self._index: dict[Vertex, dict] = {}
+        self._leaves: dict[Vertex, list] = {}
+        self._dgen = 0  # bumped whenever a vertex is drained or undrained
         self.mstats = {"attempts": 0, "succeeded": 0, "failed": 0, "reserved": 0,
                        "time_total": 0.0, "time_max": 0.0}
 
@@ -195,16 +197,59 @@ class ResourceGraph:
             v.mall = mall
             v.mjobs = {}
 
-    def usable(self, node: Vertex, t: float, end: float) -> dict[str, int]:
-        """Unit leaves of each type under `node` that no job holds during [t, end)."""
+    def busy_masks(self, node: Vertex, t: float, end: float) -> dict[str, int]:
+        """{type: mask} of the unit leaves under `node` that jobs hold during [t, end)."""
         busy: dict[str, int] = {}
         for s, e, masks in node.mjobs.values():
             if s < end and e > t:
                 for ty, m in masks.items():
                     busy[ty] = busy.get(ty, 0) | m
+        return busy
+
+    def usable(self, node: Vertex, t: float, end: float,
+               busy: dict[str, int] | None = None) -> dict[str, int]:
+        """Unit leaves of each type under `node` that no job holds during [t, end)."""
+        if busy is None:
+            busy = self.busy_masks(node, t, end)
         if not busy:
             return {ty: m.bit_count() for ty, m in node.mall.items()}
         return {ty: (m & ~busy.get(ty, 0)).bit_count() for ty, m in node.mall.items()}
+
+    def leaf_list(self, v: Vertex) -> list[Vertex]:
+        """v's leaves, in walk order (cached until the graph's shape changes)."""
+        ls = self._leaves.get(v)
+        if ls is None:
+            ls = self._leaves[v] = list(v.leaves())
+        return ls
+
+    def pool_leaves(self, v: Vertex) -> list[Vertex]:
+        """v's leaves that are not unit leaves of a node (those have planners)."""
+        key = (v, "pools")
+        ls = self._leaves.get(key)
+        if ls is None:
+            ls = self._leaves[key] = [x for x in self.leaf_list(v) if x.bit < 0]
+        return ls
+
+    def _whole_fit(self, node: Vertex, c: ReqNode) -> int | None:
+        """How many slots c's children place in `node` when nothing there is in use
+        (-1: they do not fit); None when part of the node is drained (ask the walk).
+        Same for every idle window, so cached per request and graph generation."""
+        key = (self._gen, self._dgen)
+        cache = c._whole
+        if cache is None or cache[0] is not self or cache[1] != key:
+            cache = c._whole = (self, key, {})
+        fits = cache[2]
+        k = fits.get(node, False)
+        if k is not False:
+            return k
+        if self._ndown and any(x.down for x in node.walk()):
+            k = None
+        else:
+            w = Walk(self, SAT, 0.0, math.inf)
+            ok = all(w.satisfy(node, ch) for ch in c.children)
+            k = w.units()[2] if ok else -1
+        fits[node] = k
+        return k
 
     def _refresh_types(self) -> None:
         leaf, linked, allt = set(), set(), set()
@@ -222,6 +267,7 @@ class ResourceGraph:
         self._gen += 1
         self._topv = None
         self._index.clear()
+        self._leaves.clear()
 
     def _recompute(self, v: Vertex, eff_down: bool, store: bool) -> tuple[dict, dict, int]:
         """(total, free, used) of v's subtree from its leaves; stored if `store`."""
@@ -387,8 +433,11 @@ class ResourceGraph:
             yield t
 
     def satisfiable(self, req: Request | dict) -> tuple[bool, str]:
-        """Could the request ever be met by this graph (ignoring use and drained state)?
-        (True, "") or (False, reason)."""
+        """Could the request ever be met by this graph? (True, "") or (False, reason).
+
+        Use (allocations, reservations) and drained state are ignored: drained vertices
+        are part of the instance and come back, so a request that would fit once they
+        are undrained is satisfiable (it waits), not refused."""
         try:
             req = self._request(req)
         except ValueError as exc:
@@ -434,10 +483,11 @@ class ResourceGraph:
         per_node: dict[tuple[Vertex, str], int] = {}
         per_type: dict[str, int] = {}
         for leaf, amt in units.items():
-            p = leaf.plan
-            if p is None:
-                p = leaf.plan = Planner(leaf.size)
-            spans.append((p, p.add_span(start, end, amt), leaf))
+            if leaf.bit < 0:  # unit leaves of a node are tracked by its masks (mjobs)
+                p = leaf.plan
+                if p is None:
+                    p = leaf.plan = Planner(leaf.size)
+                spans.append((p, p.add_span(start, end, amt), leaf))
             node = leaf.node
             if node is not None and node.plans is not None:
                 key = (node, leaf.type)
@@ -499,14 +549,14 @@ class ResourceGraph:
             return
         gone_set = set(gone)
         per_type: dict[str, int] = {}
+        for u in gone:
+            per_type[u.type] = per_type.get(u.type, 0) + alloc.units[u]
         keep_spans = []
         for p, sid, v in alloc.spans:
             if v is None:
                 keep_spans.append((p, sid, v))
             elif v in gone_set or (v.type == "node" and v.rank in ranks):
                 p.rem_span(sid)
-                if v in gone_set:
-                    per_type[v.type] = per_type.get(v.type, 0) + alloc.units[v]
             else:
                 keep_spans.append((p, sid, v))
         final = []
@@ -636,6 +686,7 @@ class ResourceGraph:
     def set_down(self, v: Vertex, down: bool) -> None:
         if v.down == down:
             return
+        self._dgen += 1
         above = self._eff_down(v.parent) if v.parent is not None else False
         if down:
             if not above:
@@ -826,6 +877,7 @@ class ResourceGraph:
         held: dict[Vertex, int] = {}
         leaf_spans: dict[Vertex, list] = {}
         plan_spans: dict[tuple[Vertex, str], dict] = {}
+        masks: dict[tuple[Vertex, int], dict] = {}
         root = self.root
         for jobid, a in self.jobs.items():
             for leaf, amt in a.units.items():
@@ -833,7 +885,11 @@ class ResourceGraph:
                     raise InconsistentGraph(f"job {jobid} holds {leaf!r}, not in the graph")
                 if not a.reserved:
                     held[leaf] = held.get(leaf, 0) + amt
-                leaf_spans.setdefault(leaf, []).append((a.starttime, a.end, amt))
+                if leaf.bit >= 0:
+                    m = masks.setdefault((leaf.node, jobid), {})
+                    m[leaf.type] = m.get(leaf.type, 0) | (1 << leaf.bit)
+                else:
+                    leaf_spans.setdefault(leaf, []).append((a.starttime, a.end, amt))
                 for v in (leaf.node, root):
                     if v is not None and v.plans is not None and leaf.type in v.plans:
                         d = plan_spans.setdefault((v, leaf.type), {})
@@ -851,9 +907,13 @@ class ResourceGraph:
             if want != have:
                 raise InconsistentGraph(f"{v.path()}: planner spans {have}, jobs {want}")
             if v.plan is not None:
+                why = v.plan.verify()
+                if why:
+                    raise InconsistentGraph(f"{v.path()}: planner {why}")
                 for s, _e, _a in v.plan.spans.values():
                     if v.plan.avail_at(s) < 0:
                         raise InconsistentGraph(f"{v.path()}: over-committed at t={s}")
+        self._check_masks(masks)
         self._check_aggregates(self.root, False)
         for v in self.root.walk():
             if not v.plans:
@@ -862,6 +922,9 @@ class ResourceGraph:
                 if p.total != v.total.get(t, 0):
                     raise InconsistentGraph(f"{v.path()}: {t} planner total {p.total},"
                                             f" expected {v.total.get(t, 0)}")
+                why = p.verify()
+                if why:
+                    raise InconsistentGraph(f"{v.path()}: {t} planner {why}")
                 have: dict = {}
                 for s, e, amt in p.spans.values():
                     have[(s, e)] = have.get((s, e), 0) + amt
@@ -875,6 +938,31 @@ class ResourceGraph:
         ndown = sum(1 for v in self.g if v.down)
         if ndown != self._ndown:
             raise InconsistentGraph(f"{self._ndown} drained vertices counted, {ndown} found")
+
+    def _check_masks(self, want: dict) -> None:
+        """Each node's per-job unit masks match the allocations, and no unit leaf is
+        held by two jobs at once."""
+        for v in self.by_rank.values():
+            if v.mjobs is None:
+                continue
+            for jobid, (s, e, m) in v.mjobs.items():
+                a = self.jobs.get(jobid)
+                if a is None or (a.starttime, a.end) != (s, e) or want.get((v, jobid)) != m:
+                    raise InconsistentGraph(f"{v.path()}: job {jobid} masks {m} over [{s}, {e}),"
+                                            f" allocations say {want.get((v, jobid))}")
+            entries = sorted(v.mjobs.items(), key=lambda x: x[1][0])
+            for i, (j1, (s1, e1, m1)) in enumerate(entries):
+                for j2, (s2, _e2, m2) in entries[i + 1:]:
+                    if s2 >= e1:
+                        break
+                    for ty, b in m1.items():
+                        if b & m2.get(ty, 0):
+                            raise InconsistentGraph(f"{v.path()}: jobs {j1} and {j2} hold the"
+                                                    f" same {ty} at t={max(s1, s2)}")
+        missing = [k for k in want if k[0].mjobs is None or k[1] not in k[0].mjobs]
+        if missing:
+            v, jobid = missing[0]
+            raise InconsistentGraph(f"{v.path()}: job {jobid} holds units there, no mask kept")
 
     def _check_aggregates(self, v: Vertex, eff_down: bool) -> tuple[dict, dict, int]:
         """Like _recompute (store=False), comparing each vertex on the way up."""

@@ -59,7 +59,7 @@ def _untake(leaf, amt: int) -> None:
 class Walk:
     __slots__ = ("graph", "mode", "t", "d", "log", "taken", "prune", "spans_matter",
                  "node_filter", "policy", "dynamic", "node_excl", "linked", "contained",
-                 "gen", "track", "cursor", "ucache", "ntaken")
+                 "gen", "track", "cursor", "ucache", "ntaken", "bcache")
 
     def __init__(self, graph, mode: int, t: float, duration: float, node_filter=None):
         self.graph = graph
@@ -81,6 +81,7 @@ class Walk:
         self.cursor: dict = {}  # (vertex, type) -> children before this index are used up
         self.ucache: dict = {}  # FUTURE: node -> its unit leaves free over the window
         self.ntaken: dict = {}  # FUTURE: (node, type) -> units taken there by this walk
+        self.bcache: dict = {}  # node -> {type: mask of unit leaves held over the window}
 
     # ------------------------------------------------------------ bookkeeping
     def need(self, req: ReqNode) -> tuple:
@@ -126,24 +127,33 @@ class Walk:
         self.rollback(0)
 
     # ------------------------------------------------------------- predicates
+    def busy(self, node) -> dict:
+        """{type: mask} of `node`'s unit leaves that committed jobs hold during the window."""
+        b = self.bcache.get(node)
+        if b is None:
+            b = self.bcache[node] = self.graph.busy_masks(node, self.t, self.t + self.d)
+        return b
+
     def leaf_avail(self, u) -> int:
         mode = self.mode
         if mode == NOW:
             a = u.size - u.used
-            if self.spans_matter and a > 0 and u.plan is not None and u.plan.spans:
-                a = min(a, u.plan.avail_during(self.t, self.d) - self.taken.get(u, 0))
+            if self.spans_matter and a > 0:
+                if u.bit >= 0:  # unit leaf: its node's masks say who holds it when
+                    if self.busy(u.node).get(u.type, 0) >> u.bit & 1:
+                        return 0
+                elif u.plan is not None and u.plan.spans:
+                    a = min(a, u.plan.avail_during(self.t, self.d) - self.taken.get(u, 0))
             return a
         taken = self.taken.get(u, 0)
         a = u.size - taken
         if mode == FUTURE and a > 0:
+            if u.bit >= 0:
+                if self.busy(u.node).get(u.type, 0) >> u.bit & 1:
+                    return 0
+                return a
             p = u.plan
             if p is not None and p.spans:
-                if u.size == 1:  # the common case: any overlapping span makes it busy
-                    t, end = self.t, self.t + self.d
-                    for s, e, _n in p.spans.values():
-                        if s < end and e > t:
-                            return 0
-                    return a
                 a = min(a, p.avail_during(self.t, self.d) - taken)
         return a
 
@@ -161,7 +171,7 @@ class Walk:
             # a node: exact counts of its unit leaves free over the window
             us = self.ucache.get(u)
             if us is None:
-                us = self.ucache[u] = self.graph.usable(u, self.t, self.t + self.d)
+                us = self.ucache[u] = self.graph.usable(u, self.t, self.t + self.d, self.busy(u))
             nt = self.ntaken
             for t, n in need:
                 if t in us:
@@ -190,13 +200,40 @@ class Walk:
             if not self.spans_matter:
                 return True
         taken = self.taken
+        if mode != SAT and u.mall is not None:
+            # a node: its masks cover the unit leaves, only pools need their planners
+            for m in self.busy(u).values():
+                if m:
+                    return False
+            if mode == FUTURE:
+                nt = self.ntaken
+                for ty in u.mall:
+                    if nt.get((u, ty)):
+                        return False
+            for leaf in self.graph.pool_leaves(u):
+                if taken.get(leaf) or (leaf.plan is not None and leaf.plan.spans
+                                       and leaf.plan.avail_during(self.t, self.d) < leaf.size):
+                    return False
+            return True
         for leaf in u.leaves():
             if taken.get(leaf):
                 return False
-            if mode != SAT and leaf.plan is not None and leaf.plan.spans \
+            if mode == SAT:
+                continue
+            if leaf.bit >= 0:
+                if u.mall is None and self.busy(leaf.node).get(leaf.type, 0) >> leaf.bit & 1:
+                    return False
+            elif leaf.plan is not None and leaf.plan.spans \
                     and leaf.plan.avail_during(self.t, self.d) < leaf.size:
                 return False
         return True
+
+    def take_whole(self, u) -> None:
+        """u is idle over the window and nothing under it is drained: take every leaf."""
+        take = self.take
+        for leaf in self.graph.leaf_list(u):
+            take(leaf, leaf.size)
+        self.log.append((u, 0))
 
     def take_all(self, u) -> None:
         for leaf in u.leaves():
@@ -363,6 +400,15 @@ class Walk:
         excl = req.exclusive or (self.node_excl and u.type == "node")
         if excl and not self.idle(u):
             return False
+        if excl and u.mall is not None and self.mode != SAT:
+            k = self.graph._whole_fit(u, req)
+            if k is not None:  # an idle node: the job takes all of it, k slots in it
+                if k < 0:
+                    return False
+                self.take_whole(u)
+                if k:
+                    self.log.extend([(_SLOT, 1)] * k)
+                return True
         for c in req.children:
             if not self.satisfy(u, c):
                 return False
@@ -410,7 +456,7 @@ class Walk:
         elif mode == FUTURE and v.mall is not None:
             us = self.ucache.get(v)
             if us is None:
-                us = self.ucache[v] = self.graph.usable(v, self.t, self.t + self.d)
+                us = self.ucache[v] = self.graph.usable(v, self.t, self.t + self.d, self.busy(v))
             for _c, ty, cnt in kids:
                 if cnt and ty in us:
                     k = min(k, (us[ty] - self.ntaken.get((v, ty), 0)) // cnt)

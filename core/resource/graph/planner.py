@@ -2,12 +2,17 @@
 
 A planner knows how many units it has (`total`) and a set of spans, each holding
 `amount` units over `[start, end)`. It answers "how many are free over this window"
-and "earliest time this many are free for this long". Leaves of the resource graph
-have one (created on first use), node and root vertices have one per pruned type.
+and "earliest time this many are free for this long".
 
-Spans live in a dict (O(1) add/remove, since add/remove is on the allocation hot path);
-the step function of usage over time is rebuilt lazily, only when a time query needs it
-and something changed since the last one.
+Like Fluxion's planner, it keeps the scheduled points in time in order, each with the
+units in use from it to the next point (a step function), and updates them as spans
+come and go: adding or removing a span touches only the points inside it, and a query
+is a binary search plus a scan of the points inside the window. Points are reference
+counted by the spans that start or end there, so removing a span (a reservation
+canceled at the start of every scheduling pass) drops the points nobody else uses and
+the structure stays as small as the spans it holds.
+
+`spans` (id -> (start, end, amount)) stays readable for callers that check totals.
 """
 
 from __future__ import annotations
@@ -20,13 +25,17 @@ INF = math.inf
 
 
 class Planner:
-    __slots__ = ("total", "spans", "_next", "_steps")
+    __slots__ = ("total", "spans", "_next", "times", "usage", "_refs")
 
     def __init__(self, total: int):
         self.total = total
         self.spans: dict[int, tuple[float, float, int]] = {}
         self._next = 0
-        self._steps: tuple[list[float], list[int]] | None = None
+        # scheduled points: usage[i] units are in use over [times[i], times[i+1])
+        # (the last one up to infinity); before times[0] nothing is in use
+        self.times: list[float] = []
+        self.usage: list[int] = []
+        self._refs: dict[float, int] = {}  # point -> spans starting or ending there
 
     # ---------------------------------------------------------------- spans
     def add_span(self, start: float, end: float, amount: int) -> int:
@@ -35,90 +44,136 @@ class Planner:
         sid = self._next
         self._next = sid + 1
         self.spans[sid] = (start, end, amount)
-        self._steps = None
+        i = self._point(start)
+        j = self._point(end) if end != INF else len(self.times)
+        self._add(i, j, amount)
         return sid
 
     def rem_span(self, sid: int) -> None:
-        del self.spans[sid]
-        self._steps = None
+        start, end, amount = self.spans.pop(sid)
+        times = self.times
+        i = bisect_left(times, start)
+        j = bisect_left(times, end) if end != INF else len(times)
+        self._add(i, j, -amount)
+        if end != INF:
+            self._unpoint(end, j)
+        self._unpoint(start, i)
 
     def update_total(self, total: int) -> None:
         self.total = total
 
+    def _point(self, t: float) -> int:
+        """Index of point t, inserted (with the usage in force there) if new."""
+        times = self.times
+        i = bisect_left(times, t)
+        refs = self._refs
+        if i < len(times) and times[i] == t:
+            refs[t] += 1
+        else:
+            times.insert(i, t)
+            self.usage.insert(i, self.usage[i - 1] if i else 0)
+            refs[t] = 1
+        return i
+
+    def _unpoint(self, t: float, i: int) -> None:
+        refs = self._refs
+        n = refs[t] - 1
+        if n:
+            refs[t] = n
+        else:  # no span starts or ends here: the usage does not change at t
+            del refs[t]
+            del self.times[i]
+            del self.usage[i]
+
+    def _add(self, i: int, j: int, amount: int) -> None:
+        if j - i == 1:
+            self.usage[i] += amount
+        elif j > i:
+            usage = self.usage
+            usage[i:j] = [u + amount for u in usage[i:j]]
+
     # -------------------------------------------------------------- queries
     def steps(self) -> tuple[list[float], list[int]]:
         """Breakpoints `times` and `usage[i]` = units in use over [times[i], times[i+1])."""
-        if self._steps is None:
-            delta: dict[float, int] = {}
-            for s, e, a in self.spans.values():
-                delta[s] = delta.get(s, 0) + a
-                if e != INF:
-                    delta[e] = delta.get(e, 0) - a
-            times = sorted(delta)
-            usage = []
-            u = 0
-            for t in times:
-                u += delta[t]
-                usage.append(u)
-            self._steps = (times, usage)
-        return self._steps
+        return self.times, self.usage
 
     def usage_at(self, t: float) -> int:
-        times, usage = self.steps()
-        i = bisect_right(times, t) - 1
-        return usage[i] if i >= 0 else 0
+        i = bisect_right(self.times, t) - 1
+        return self.usage[i] if i >= 0 else 0
 
     def avail_at(self, t: float) -> int:
         return self.total - self.usage_at(t)
 
     def avail_during(self, t: float, duration: float) -> int:
         """Units free over the whole of [t, t+duration)."""
-        spans = self.spans
-        if not spans:
+        times = self.times
+        if not times:
             return self.total
-        end = t + duration
-        if len(spans) <= 4:  # the common leaf case: no step function needed
-            over = [(s, e, a) for s, e, a in spans.values() if s < end and e > t]
-            if len(over) <= 1:
-                return self.total - (over[0][2] if over else 0)
-            peak = 0
-            for s0, _e0, _a0 in over:  # usage peaks at some span's start within the window
-                p = max(s0, t)
-                u = sum(a for s, e, a in over if s <= p < e)
-                peak = max(peak, u)
-            return self.total - peak
-        times, usage = self.steps()
         i = bisect_right(times, t) - 1
-        j = bisect_left(times, end)
-        lo = max(i, 0)
-        peak = max(usage[lo:j]) if j > lo else 0
-        return self.total - max(peak, 0)
+        if i < 0:
+            i = 0
+        j = bisect_left(times, t + duration)
+        if j <= i:
+            return self.total
+        if j - i == 1:
+            return self.total - max(self.usage[i], 0)
+        return self.total - max(max(self.usage[i:j]), 0)
 
     def avail_time_first(self, after: float, duration: float, amount: int) -> float | None:
         """Earliest t >= after with `amount` units free over [t, t+duration); None if never."""
         if amount > self.total:
             return None
-        if not self.spans:
+        times, usage = self.times, self.usage
+        if not times:
             return after
-        times, usage = self.steps()
-        # candidate starts: `after` and every breakpoint after it (usage only drops there)
+        # candidate starts: `after` and every point after it (usage only drops there)
         i0 = bisect_right(times, after)
-        cands = [after] + times[i0:]
-        # sliding-window maximum of usage over [c, c+duration), windows move right
+        limit = self.total - amount  # the most usage a window may see
         n = len(times)
+        # sliding-window maximum of usage over [c, c+duration), windows move right
         dq: deque[int] = deque()
-        j = max(bisect_right(times, after) - 1, 0)  # the step covering `after`
-        for c in cands:
-            start_idx = bisect_right(times, c) - 1
+        j = max(i0 - 1, 0)  # the step covering `after`
+        for k in range(i0 - 1, n):
+            c = after if k < i0 else times[k]
+            if k >= i0 and usage[k] > limit:
+                continue  # busier than allowed right at its start
+            start_idx = k if k >= 0 else 0
             end = c + duration
             while j < n and times[j] < end:
                 while dq and usage[dq[-1]] <= usage[j]:
                     dq.pop()
                 dq.append(j)
                 j += 1
-            while dq and dq[0] < max(start_idx, 0):
+            while dq and dq[0] < start_idx:
                 dq.popleft()
-            peak = max(usage[dq[0]], 0) if dq else 0
-            if self.total - peak >= amount:
+            peak = usage[dq[0]] if dq else 0
+            if peak <= limit:
                 return c
         return None
+
+    def verify(self) -> str | None:
+        """Why the kept points disagree with the spans (rebuilt from scratch); None if
+        they agree. For consistency checks and tests."""
+        refs: dict[float, int] = {}
+        delta: dict[float, int] = {}
+        for s, e, a in self.spans.values():
+            refs[s] = refs.get(s, 0) + 1
+            delta[s] = delta.get(s, 0) + a
+            if e != INF:
+                refs[e] = refs.get(e, 0) + 1
+                delta[e] = delta.get(e, 0) - a
+        times = sorted(refs)
+        usage, u = [], 0
+        for t in times:
+            u += delta[t]
+            usage.append(u)
+        if times != self.times or usage != self.usage:
+            return (f"points {list(zip(self.times, self.usage, strict=True))}, "
+                    f"spans give {list(zip(times, usage, strict=True))}")
+        if refs != self._refs:
+            return f"point references {self._refs}, spans give {refs}"
+        return None
+
+    def points_after(self, after: float) -> list[float]:
+        """The scheduled points after `after` (where availability can grow)."""
+        return self.times[bisect_right(self.times, after):]

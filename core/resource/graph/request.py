@@ -23,7 +23,7 @@ class ReqNode:
     holding `children`. `lo..hi` is the allowed count (hi None: as many as there are)."""
 
     __slots__ = ("type", "lo", "hi", "operator", "operand", "values", "exclusive",
-                 "children", "label", "unit", "_need", "_batch")
+                 "children", "label", "unit", "_need", "_batch", "_whole")
 
     def __init__(self, type: str, lo: int, hi: int | None = None, exclusive: bool = False,
                  children: tuple = (), label: str | None = None, operator: str = "+",
@@ -40,6 +40,7 @@ class ReqNode:
         self.unit = unit
         self._need: Any = None  # matcher caches, per graph generation
         self._batch: Any = None
+        self._whole: Any = None  # (graph, generation, {node: slots placed in it when idle})
 
     @property
     def fixed(self) -> bool:

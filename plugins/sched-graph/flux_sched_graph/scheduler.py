@@ -325,17 +325,8 @@ class GraphScheduler(Service):
         """Why the request can never be met here (None: it can)."""
         if entry[1] is not _UNKNOWN:
             return entry[1]
-        req = entry[0]
-        ok, reason = self.graph.satisfiable(req)
-        if not ok and self.down:
-            # drained nodes count for feasibility (they come back); ask again without them
-            # in case the graph's answer left them out
-            down = sorted(self.down)
-            self.graph.undrain(down)
-            try:
-                ok, reason = self.graph.satisfiable(req)
-            finally:
-                self.graph.drain(down)
+        # drained nodes count: they are part of the instance and come back
+        ok, reason = self.graph.satisfiable(entry[0])
         entry[1] = None if ok else (reason or "the request can never be satisfied")
         return entry[1]
 
