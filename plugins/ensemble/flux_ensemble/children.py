@@ -39,6 +39,10 @@ def broker_options(levels_below: tuple[str, ...], cfg: EnsembleConfig,
     where its parent's ensemble service runs (our rank 0: the child's own parent-uri
     is the broker on its node, and every message would cross our overlay)."""
     extra = [f'--conf=ensemble.parent-uri="{parent_uri}"'] if parent_uri else []
+    if not levels_below:
+        # a leaf's allocations start no instance of ours: R without the JGF, which is
+        # most of what the scheduler writes per job and of what goes up to the root
+        extra.append("-Ssched-graph.match-format=rv1_nosched")
     return ["-Sbroker.rc2_none=1", *extra,
             # jobs come down with their dependencies met, and a child has no accounting
             # or prolog/epilog config: those jobtap plugins would only cost time there

@@ -30,6 +30,46 @@ from flux_ensemble import children, policy, shape
 from flux_ensemble.config import EnsembleConfig
 
 
+def pack(jobs: list[dict]) -> dict:
+    """A batch going down: each distinct jobspec and environment once (an ensemble's
+    jobs mostly share both: a few KB each, where the rest of a job is a few bytes)."""
+    specs: list = []
+    envs: list = []
+    sidx: dict[int, int] = {}
+    eidx: dict[int, int] = {}
+    for p in jobs:
+        js = p.pop("jobspec", None)
+        if js is not None:
+            i = sidx.get(id(js))
+            if i is None:
+                i = sidx[id(js)] = len(specs)
+                specs.append(js)
+            p["spec"] = i
+        env = p.pop("env", None)
+        if env is not None:
+            i = eidx.get(id(env))
+            if i is None:
+                i = eidx[id(env)] = len(envs)
+                envs.append(env)
+            p["env"] = i
+    return {"jobs": jobs, "specs": specs, "envs": envs}
+
+
+def unpack(batch: dict) -> list[dict]:
+    """The jobs of a batch from pack(), with their (shared) jobspec and environment."""
+    jobs = batch.get("jobs") or []
+    specs = batch.get("specs") or []
+    envs = batch.get("envs") or []
+    for p in jobs:
+        i = p.pop("spec", None)
+        if isinstance(i, int) and 0 <= i < len(specs):
+            p["jobspec"] = specs[i]
+        i = p.get("env")
+        if isinstance(i, int) and not isinstance(i, bool):
+            p["env"] = envs[i] if 0 <= i < len(envs) else None
+    return jobs
+
+
 class Child:
     """One child instance: a job of this instance, and its channel once it joined."""
 
@@ -385,7 +425,7 @@ class Downstream:
             if c.jobs:
                 jobs, c.jobs = c.jobs, []
                 for i in range(0, len(jobs), bmax):
-                    self.svc.respond(c.msg, {"jobs": jobs[i:i + bmax]})
+                    self.svc.respond(c.msg, pack(jobs[i:i + bmax]))
             if c.cancels or c.kills:  # after the jobs they may name
                 self.svc.respond(c.msg, {"cancel": c.cancels, "kill": c.kills})
                 c.cancels, c.kills = [], []

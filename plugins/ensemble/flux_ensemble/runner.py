@@ -30,12 +30,14 @@ UNLINK_DELAY = 0.5  # seconds finished jobs' KVS directories wait to be removed 
 
 
 class LeafJob:
-    __slots__ = ("key", "id", "jobspec", "userid", "priority", "t_submit", "R", "alloc_tag",
-                 "exec_tag", "status", "fatal", "canceled", "kill_sent", "test", "started")
+    __slots__ = ("key", "id", "jobspec", "userid", "priority", "t_submit", "origin", "R",
+                 "alloc_tag", "exec_tag", "status", "fatal", "canceled", "kill_sent", "test",
+                 "started")
 
     def __init__(self, key: int, jobid: int, jobspec: dict, userid: int, priority: int,
-                 t_submit: float):
+                 t_submit: float, origin: str | None = None):
         self.key = key
+        self.origin = origin
         self.id = jobid
         self.jobspec = jobspec
         self.userid = userid
@@ -147,16 +149,21 @@ class Runner:
         jobspec = it.get("jobspec")
         if not isinstance(jobspec, dict):
             raise FluxError(errno.EPROTO, "forwarded job has no jobspec")
-        attrs_ = jobspec.setdefault("attributes", {})
-        system = attrs_.setdefault("system", {})
-        if not isinstance(system, dict):
+        attrs_ = jobspec.get("attributes") or {}
+        system = attrs_.get("system") or {}
+        if not isinstance(attrs_, dict) or not isinstance(system, dict):
             raise FluxError(errno.EPROTO, "forwarded job has a bad attributes.system")
-        if it.get("env") is not None:
-            system["environment"] = it["env"]
-        system.pop("dependencies", None)  # met in the instance it was submitted to
-        system["ensemble"] = {"key": it["key"], "origin": it.get("origin")}
+        env = it.get("env")
+        if env is not None or "dependencies" in system:
+            # the jobspec is shared by the batch's jobs: this job's own copy of the
+            # levels that change (its environment back; dependencies were met above)
+            system = {k: v for k, v in system.items() if k != "dependencies"}
+            if env is not None:
+                system["environment"] = env
+            jobspec = {**jobspec, "attributes": {**attrs_, "system": system}}
         return LeafJob(it["key"], self.jm.next_id(), jobspec, it["userid"],
-                       it.get("priority", it.get("urgency", 16)), it.get("t_submit", time.time()))
+                       it.get("priority", it.get("urgency", 16)), it.get("t_submit", time.time()),
+                       it.get("origin"))
 
     def _request_allocs(self) -> None:
         limit = self.jm.sched_limit
@@ -308,8 +315,7 @@ class Runner:
             return ("run" if j.exec_tag is not None else "alloc" if j.alloc_tag is not None
                     else "waiting")
         return {"ran": self.stats["ran"],
-                "active": [{"id": encode_f58(j.id), "origin": j.jobspec["attributes"]["system"]
-                            ["ensemble"].get("origin"), "state": state(j)}
+                "active": [{"id": encode_f58(j.id), "origin": j.origin, "state": state(j)}
                            for j in self.by_key.values()]}
 
     # ------------------------------------------------------- from the parent

@@ -16,6 +16,7 @@ import errno
 import os
 import time
 
+import orjson
 from flux.core.broker.service import NOREPLY, Service, method, payload_of
 from flux.core.errors import FluxError
 from flux.core.hookspecs import hookimpl
@@ -29,6 +30,7 @@ class DelegateHook:
 
     def __init__(self, downstream):
         self.downstream = downstream
+        self.envs: dict[bytes, dict] = {}
 
     @hookimpl
     def jobtap_validate(self, job, manager):
@@ -39,7 +41,14 @@ class DelegateHook:
         except (KeyError, TypeError, AttributeError):
             return
         if env is not None:
-            job.aux["ensemble.env"] = env
+            # one object for equal environments: a batch going down carries each once
+            key = orjson.dumps(env, option=orjson.OPT_SORT_KEYS)
+            shared = self.envs.get(key)
+            if shared is None:
+                if len(self.envs) >= 64:
+                    self.envs.pop(next(iter(self.envs)))
+                shared = self.envs[key] = env
+            job.aux["ensemble.env"] = shared
 
     @hookimpl
     def jobtap_delegate(self, job, manager):

@@ -21,6 +21,7 @@ from flux.core.errors import FluxError
 from flux.core.job import fluid
 
 from flux_ensemble.config import EnsembleConfig
+from flux_ensemble.downstream import unpack
 
 
 def parent_of(broker, cfg: EnsembleConfig | None = None) -> tuple[str, int]:
@@ -84,7 +85,7 @@ class Upstream:
         while True:
             p = await self.inbox.get()
             try:
-                jobs = p.get("jobs")
+                jobs = unpack(p) if p.get("jobs") else None
                 if jobs:
                     st = self.stats
                     st["received"] += len(jobs)
