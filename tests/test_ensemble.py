@@ -212,11 +212,16 @@ def test_depth2_cancel_before_it_runs(depth2):
     assert "alloc" not in log and "exception" in log
 
 
-def test_depth2_job_too_big_for_a_child_fails_clearly(depth2):
-    jid = submit(depth2, "-n", "1", "-c", "6", TEST_EXEC, "true")
-    depth2.flux("job", "wait-event", "-t", "60", jid, "clean", check=True)
-    log = depth2.flux("job", "eventlog", jid, check=True).stdout
-    assert "exception" in log and "alloc" not in log.split("exception")[0]
+def test_depth2_job_too_big_for_a_leaf_is_refused_at_submit(depth2):
+    # the root measures a job against a leaf (4 cores here), not against itself (8)
+    r = depth2.flux("submit", "-n", "1", "-c", "6", TEST_EXEC, "true")
+    assert r.returncode != 0
+    assert "unsatisfiable request" in r.stderr and "leaf" in r.stderr, r.stderr
+    r = depth2.flux("submit", "-n", "2", "-c", "3", TEST_EXEC, "true")
+    assert r.returncode != 0 and "6 cores requested" in r.stderr, r.stderr
+    # what fits a leaf still goes down and runs
+    jid = submit(depth2, "--flags=waitable", "-n", "1", "-c", "4", TEST_EXEC, "true")
+    assert depth2.flux("job", "wait", jid, timeout=60).returncode == 0
 
 
 def test_depth2_kill_signal_reaches_the_leaf(depth2):

@@ -77,3 +77,26 @@ def test_rerank_to_parent_ranks():
     assert up["execution"]["properties"] == {"big": "6"}
     assert ranks_of(up) == [5, 6]
     assert child["execution"]["R_lite"][0]["rank"] == "0-1"  # not changed in place
+
+
+def test_leaf_spec_and_fit():
+    from flux.job import JobspecV1
+    from flux_ensemble.fits import FitsLeaf
+    from flux_ensemble.shape import leaf_spec
+
+    assert leaf_spec(("4",), 32, 36) == ChildSpec(8, 36, True)
+    assert leaf_spec(("2", "2"), 32, 36) == ChildSpec(8, 36, True)
+    assert leaf_spec(("node", "core"), 2, 4) == ChildSpec(1, 1, False)
+    fit = FitsLeaf(leaf_spec(("node", "2"), 4, 8), "node,2")  # leaves: 4 cores on 1 node
+    ok = JobspecV1.from_command(["true"], num_tasks=2, cores_per_task=2).jobspec
+    assert fit.why_not(ok) is None
+    wide = JobspecV1.from_command(["true"], num_tasks=1, cores_per_task=5).jobspec
+    assert "slots of 5 cores" in fit.why_not(wide)
+    many = JobspecV1.from_command(["true"], num_tasks=3, cores_per_task=2).jobspec
+    assert "6 cores requested" in fit.why_not(many)
+    nodes = JobspecV1.from_command(["true"], num_tasks=2, num_nodes=2).jobspec
+    assert "2 nodes requested" in fit.why_not(nodes)
+    with pytest.raises(Exception, match="unsatisfiable"):
+        fit.ingest_validate(wide)
+    fit.ingest_validate(ok)  # accepted (and remembered)
+    assert len(fit.cache) == 2

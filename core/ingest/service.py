@@ -31,6 +31,19 @@ class IngestService(Service):
         self.conf = broker.conf
         self.verifier = Verifier(broker.conf)
 
+    def register(self, plugin, name: str) -> None:
+        """Add `flux.ingest` hooks at run time: a broker plugin whose config enables
+        them registers them here, so instances without that config pay nothing."""
+        self.pm.register(plugin, name=name)
+
+    def unregister(self, name: str) -> bool:
+        """Remove an ingest plugin by name (one that another replaces at run time);
+        False if there is none of that name."""
+        if self.pm.get_plugin(name) is None:
+            return False
+        self.pm.unregister(name=name)
+        return True
+
     async def _run_hooks(self, hook: str, **kw) -> None:
         for name, result, exc in call_each(self.pm, hook, **kw):
             if exc is None and inspect.isawaitable(result):

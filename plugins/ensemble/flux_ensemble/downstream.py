@@ -174,8 +174,22 @@ class Downstream:
                 c.error = r.get("errstr", "submission failed")
         if not self.by_jobid:
             self.fail(f"no child instance could be submitted: {self.children[0].error}")
+            return
+        self._check_fit(shape.leaf_spec(self.cfg.levels, len(nodes), ncores))
         self.broker.log(6, f"ensemble: started {len(self.by_jobid)} child instance(s) of "
                            f"{specs[0].describe()} each, shape {shape.render(self.cfg.levels)}")
+
+    def _check_fit(self, leaf: shape.ChildSpec) -> None:
+        """Ingest measures jobs against a leaf, not against this instance's scheduler
+        (whose resources are all the children's): see fits.py."""
+        from flux_ensemble.fits import FitsLeaf
+
+        ingest = next((s for s in self.broker.service_objects
+                       if getattr(s, "name", None) == "job-ingest"), None)
+        if ingest is None or not hasattr(ingest, "register"):
+            return
+        if ingest.unregister("feasibility"):
+            ingest.register(FitsLeaf(leaf, shape.render(self.cfg.levels)), "ensemble-fits")
 
     def fail(self, why: str) -> None:
         """Nothing can run below us: say so, and fail what waits."""

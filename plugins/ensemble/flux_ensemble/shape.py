@@ -107,3 +107,12 @@ def count_instances(levels: tuple[str, ...], nnodes: int, cores_per_node: int) -
         out.append(len(nxt))
         specs = nxt
     return out
+
+
+def leaf_spec(levels: tuple[str, ...], nnodes: int, cores_per_node: int) -> ChildSpec:
+    """What each leaf of the tree gets (every level splits evenly, so all leaves are
+    alike)."""
+    spec = ChildSpec(nnodes, cores_per_node, True)
+    for level in levels:
+        spec = split(level, spec.nnodes, spec.ncores)[0]
+    return spec
