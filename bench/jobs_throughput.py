@@ -86,20 +86,24 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=2000)
     p.add_argument("--slurm", action="store_true", help="also run the workload through Slurm")
     p.add_argument("--quick", action="store_true", help="smaller runs, skip the 100k memory test")
+    p.add_argument("--only", choices=["speed", "memory"],
+                   help="run only the throughput/latency part or only the memory part")
     args = p.parse_args()
     n = args.jobs if not args.quick else min(args.jobs, 500)
     results = {}
-    with Instance(conf=[declared_cores_conf(32)]) as inst:
-        results["real exec jobs/s"] = drain_rate(inst, n, test_exec=False)
-        results["test exec jobs/s"] = drain_rate(inst, n, test_exec=True)
-        results["flux run true median s"] = run_latency(inst, 20)
-        results["submit jobs/s (10k)"] = submit_rate(inst, 10000 if not args.quick else 2000)
-    before, after = memory(10000 if not args.quick else 2000, None)
-    results["broker RSS MB before"] = before
-    results["broker RSS MB after 10k jobs"] = after
-    if not args.quick:
-        _b, after_100k = memory(100000, 10000)
-        results["broker RSS MB after 100k jobs (purge at 10k)"] = after_100k
+    if args.only != "memory":
+        with Instance(conf=[declared_cores_conf(32)]) as inst:
+            results["real exec jobs/s"] = drain_rate(inst, n, test_exec=False)
+            results["test exec jobs/s"] = drain_rate(inst, n, test_exec=True)
+            results["flux run true median s"] = run_latency(inst, 20)
+            results["submit jobs/s (10k)"] = submit_rate(inst, 10000 if not args.quick else 2000)
+    if args.only != "speed":
+        before, after = memory(10000 if not args.quick else 2000, None)
+        results["broker RSS MB before"] = before
+        results["broker RSS MB after 10k jobs"] = after
+        if not args.quick:
+            _b, after_100k = memory(100000, 10000)
+            results["broker RSS MB after 100k jobs (purge at 10k)"] = after_100k
     for k, v in results.items():
         print(f"{k:<48} {v:10.3f}")
     if args.slurm:

@@ -60,23 +60,95 @@ class ClientService:
         client.send(msg)
 
 
+class Responses:
+    """Responses delivered to an internal RPC and not yet read: the part of asyncio.Queue
+    that an RPC uses (put_nowait, get, get_nowait, empty, qsize) at a tenth of its size
+    (an asyncio.Queue is ~3 KB; the job manager keeps an RPC per pending job)."""
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self):
+        self._items: list | None = None
+        self._waiters: list[asyncio.Future] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        if self._items is None:
+            self._items = [item]
+        else:
+            self._items.append(item)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            w = waiters.pop(0)
+            if not w.done():
+                w.set_result(None)
+                break
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.pop(0)
+
+    async def get(self) -> Any:
+        while not self._items:
+            w = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(w)
+            try:
+                await w
+            except BaseException:
+                if w in self._waiters:
+                    self._waiters.remove(w)
+                elif self._items:
+                    self._wake()  # woken but cancelled: pass the wakeup on
+                raise
+        return self._items.pop(0)
+
+
 class InternalRPC:
     """An RPC issued by code inside the broker. Await it for the first response, or
     iterate it (`async for`) for a stream that ends with ENODATA."""
+
+    __slots__ = ("broker", "matchtag", "topic", "streaming", "queue", "done", "callback",
+                 "consumed")
 
     def __init__(self, broker: Broker, matchtag: int, topic: str, streaming: bool):
         self.broker = broker
         self.matchtag = matchtag
         self.topic = topic
         self.streaming = streaming
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queue = Responses()
         self.done = False
+        self.callback: Callable[[Message], None] | None = None
+        self.consumed = False  # free for the caller's use (e.g. "handled the last response")
 
     def deliver(self, msg: Message) -> None:
-        self.queue.put_nowait(msg)
+        if self.callback is not None:
+            # on the next loop turn, as an awaiting task would see it: the responder
+            # (e.g. a scheduler inside its pass) is not re-entered by the reader
+            asyncio.get_running_loop().call_soon(self.callback, msg)
+        else:
+            self.queue.put_nowait(msg)
         if not self.streaming or msg.errnum:
             self.done = True
             self.broker.internal_pending.pop(self.matchtag, None)
+
+    def then(self, callback: Callable[[Message], None]) -> None:
+        """Call `callback(msg)` with each response (errors included: check msg.errnum)
+        instead of queueing them for get(): no task needed per outstanding request."""
+        self.callback = callback
+        loop = asyncio.get_running_loop()
+        while not self.queue.empty():
+            loop.call_soon(callback, self.queue.get_nowait())
 
     async def get_msg(self) -> Message:
         msg = await self.queue.get()

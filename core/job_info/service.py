@@ -1,8 +1,10 @@
 """The `job-info` service (RFC 41; SPEC 5.3) on rank 0.
 
-For speed the primary eventlog, jobspec and R of a job the job manager holds are served
-from its memory (they are what the job manager writes to the KVS, and may even be a
-batch ahead of it); anything else under `job.<dothex>` comes from the KVS. Only the
+For speed the primary eventlog of a job the job manager holds in memory is served from
+there (it is what the job manager writes to the KVS, and may even be a batch ahead of
+it); anything else under `job.<dothex>` comes from the KVS, R too: the job manager keeps
+R without its `scheduling` key (the JGF a child instance reads), and the eventlog of an
+inactive job only in the KVS. Only the
 instance owner and the job's owner may read a job (EPERM otherwise).
 """
 
@@ -124,11 +126,10 @@ class JobInfoService(Service):
     # ============================================================= lookup
     def _raw(self, job, key: str) -> tuple[Any, bytes | None]:
         """(object, None) for what memory holds, else (None, bytes from the KVS)."""
-        if key == "eventlog" and not isinstance(job, KVSJob):
+        if key == "eventlog" and getattr(job, "eventlog_held", False):
             return None, b"".join(eventlog.encode(e) for e in job.eventlog)
-        # (the job manager's jobspec lacks the environment: the KVS has the whole one)
-        if key == "R" and job.R is not None:
-            return job.R, None
+        # (the job manager's jobspec lacks the environment and its R the JGF: the KVS has
+        # the whole ones)
         kvs = getattr(self.broker, "kvs", None)
         if kvs is None:
             raise FluxError(errno.ENOSYS, "the KVS is not loaded")
@@ -136,6 +137,8 @@ class JobInfoService(Service):
             return None, kvs.lookup_value("primary", f"{encode_kvs(job.id)}.{key}")
         except FluxError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                if key == "R" and job.R is not None:
+                    return job.R, None  # granted elsewhere (a delegate), not in this KVS
                 raise FluxError(errno.ENOENT, f"job {job.id}: key {key} not found") from None
             raise
 
@@ -286,7 +289,11 @@ class UpdateWatch(Watch):
             self.finish()
 
     def _send(self, job) -> None:
-        value = apply_updates(self.path, getattr(job, self.path), job.eventlog)
+        try:  # the whole value (the job manager's copy lacks parts), updated
+            value = self.svc.value(job, self.path, JSON_DECODE | CURRENT)
+        except FluxError as exc:
+            self.finish(exc.errno, exc.strerror)
+            return
         if not self.done:
             self.svc.respond(self.msg, {self.path: value})
 

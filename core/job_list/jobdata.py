@@ -29,6 +29,21 @@ ATTRS: tuple[str, ...] = (
 )
 ATTR_SET = frozenset(ATTRS)
 
+_NONE: frozenset = frozenset()  # (each frozenset() call makes a new 216-byte object)
+_shared: dict = {}
+
+
+def _share(value: Any) -> Any:
+    """One object for equal rank sets, host sets, ranks and nodelist strings: most jobs
+    of an instance run on the same few nodes, and every job keeps these."""
+    got = _shared.get(value)
+    if got is None:
+        if len(_shared) >= 4096:
+            _shared.clear()
+        got = _shared[value] = value
+    return got
+
+
 # time attribute set when a state is entered
 _STATE_TIME = {S.DEPEND: "t_depend", S.PRIORITY: "t_priority", S.SCHED: "t_sched",
                S.RUN: "t_run", S.CLEANUP: "t_cleanup", S.INACTIVE: "t_inactive"}
@@ -159,8 +174,8 @@ class JobData:
         self.name = self.cwd = self.queue = self.project = self.bank = None
         self.ntasks = self.ncores = self.nnodes = None
         self.ranks = self.nodelist = None
-        self.rankset: frozenset[int] = frozenset()
-        self.hostset: frozenset[str] = frozenset()
+        self.rankset: frozenset[int] = _NONE
+        self.hostset: frozenset[str] = _NONE
         self.duration = 0.0
         self.expiration: float | None = None
         self.success: bool | None = None
@@ -202,10 +217,10 @@ class JobData:
             exp = ex.get("expiration", 0.0) or 0.0
         except (KeyError, TypeError, AttributeError, ValueError):
             return
-        self.rankset = frozenset(ranks)
-        self.hostset = frozenset(hosts)
-        self.ranks = idset.encode(ranks, brackets=True)
-        self.nodelist = hostlist.encode(hosts)
+        self.rankset = _share(frozenset(ranks))
+        self.hostset = _share(frozenset(hosts))
+        self.ranks = _share(idset.encode(ranks, brackets=True))
+        self.nodelist = _share(hostlist.encode(hosts))
         self.nnodes = len(ranks)
         self.ncores = ncores
         self.expiration = float(exp)

@@ -28,8 +28,10 @@ class Job:
     jobspec: dict
     state: str = NEW
     priority: int = -1
-    R: dict | None = None
-    eventlog: list = attrs.Factory(list)
+    R: dict | None = None  # without its `scheduling` key (JGF): the KVS has the whole R
+    # the eventlog entries; None once the job is inactive and its eventlog is only in
+    # the KVS (`eventlog` reads it back through `store`)
+    _eventlog: list | None = attrs.Factory(list)
     annotations: dict = attrs.Factory(dict)
     dependencies: set = attrs.Factory(set)  # outstanding dependency descriptions
     exception: dict | None = None  # the first severity-0 exception
@@ -45,6 +47,33 @@ class Job:
     delegate: Any = None  # runs the job in another instance (JobtapSpec.jobtap_delegate)
     waiters: list = attrs.Factory(list)
     aux: dict = attrs.Factory(dict)  # plugin data
+    store: Any = None  # what reads a released eventlog back (the JobManager)
+
+    @property
+    def eventlog(self) -> list:
+        """The primary eventlog's entries (of an inactive job: read from the KVS)."""
+        ev = self._eventlog
+        if ev is None:
+            return self.store.stored_eventlog(self.id)
+        return ev
+
+    @eventlog.setter
+    def eventlog(self, events: list) -> None:
+        self._eventlog = events
+
+    @property
+    def eventlog_held(self) -> bool:
+        """True while the entries are in memory (and possibly ahead of the KVS)."""
+        return self._eventlog is not None
+
+    def add_event(self, e: dict) -> None:
+        if self._eventlog is not None:
+            self._eventlog.append(e)
+
+    def release_eventlog(self, store: Any) -> None:
+        """Drop the in-memory entries: the KVS has them all (the job is inactive)."""
+        self.store = store
+        self._eventlog = None
 
     @property
     def active(self) -> bool:

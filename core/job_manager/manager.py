@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import functools
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -60,6 +62,9 @@ def trim_memory() -> None:
 
 _last_trim = 0.0
 
+_NO_DEPS: frozenset = frozenset()
+_NONE: tuple = ()
+
 # "t_" + state name, made once (a job records seven of them)
 _T_KEY = {st: "t_" + st.lower() for st in STATE_BITS}
 
@@ -76,6 +81,8 @@ def _merge_appends(ops: list[dict]) -> list[dict]:
             prev = appends.get(key)
             if prev is not None:
                 prev["raw"] += op["raw"]
+                if op.get("evict"):
+                    prev["evict"] = True
                 continue
             op = appends[key] = dict(op)
         elif op.get("dirent", True) is None:
@@ -84,6 +91,14 @@ def _merge_appends(ops: list[dict]) -> list[dict]:
             appends.pop(key, None)
         out.append(op)
     return out
+
+
+def _redact_R(R: Any) -> Any:
+    """R without `scheduling` (the JGF, most of a graph scheduler's R), as flux-core's
+    job manager keeps it: exec needs R_lite only; job-info reads the whole R from the KVS."""
+    if isinstance(R, dict) and "scheduling" in R:
+        return {k: v for k, v in R.items() if k != "scheduling"}
+    return R
 
 
 def _redact(jobspec: dict) -> None:
@@ -133,27 +148,36 @@ class JobManager(Service):
         self.inactive_age_limit = parse_fsd(conf.get("inactive-age-limit", "inf"))
         self.max_jobid = 0
         self._jobspec_cache: dict[bytes, dict] = {}  # see _shared()
+        self._retired: list[Job] = []  # jobs whose last event goes out with the next flush
+        self._annotation_cache: dict[bytes, dict] = {}  # see _compact()
 
     # ================================================================ events
     def post(self, job: Job, name: str, context: dict | None = None) -> None:
         """Append an event to the job's eventlog and apply its state change."""
         e = eventlog.entry(name, context)
-        job.eventlog.append(e)
-        # raw bytes: the in-broker KVS API skips the base64 of a wire dirent
-        self._ops.append({"key": kvs_dir(job.id) + ".eventlog", "flags": APPEND,
-                          "raw": eventlog.encode(e)})
-        self._journal(job, e)
+        job.add_event(e)
         prev = job.state
         new = next_state(prev, name, context)
+        # raw bytes: the in-broker KVS API skips the base64 of a wire dirent. The last
+        # event (INACTIVE) lets the KVS drop the eventlog from memory once on disk.
+        op = {"key": kvs_dir(job.id) + ".eventlog", "flags": APPEND, "raw": eventlog.encode(e)}
+        if new == INACTIVE:
+            op["evict"] = True
+        self._ops.append(op)
+        self._journal(job, e)
         if name == "exception" and (context or {}).get("severity", 0) == 0 and job.exception is None:
             job.exception = context
         if name == "exception":
+            if type(job.exceptions) is tuple:  # an inactive job's shared empty tuple
+                job.exceptions = list(job.exceptions)
             job.exceptions.append(context)
         elif name == "finish":
             job.status = (context or {}).get("status", 0)
         elif name == "priority":
             job.priority = context["priority"]
         elif name == "memo":
+            if not job.active:  # an inactive job's annotations may be shared (_retire)
+                job.annotations = orjson.loads(orjson.dumps(job.annotations))
             user = job.annotations.setdefault("user", {})
             for k, v in (context or {}).items():
                 if v is None:
@@ -185,9 +209,19 @@ class JobManager(Service):
         self._flush_scheduled = False
         ops, self._ops = _merge_appends(self._ops), []
         waiters, self._flush_waiters = self._flush_waiters, []
+        retired, self._retired = self._retired, []
         if ops:
-            fut = asyncio.ensure_future(self.broker.kvs.commit_ops("primary", ops))
+            try:  # applied in memory now, so readers of the KVS see these events at once
+                fut = self.broker.kvs.commit_nowait("primary", ops)
+            except FluxError as exc:
+                fut = asyncio.get_running_loop().create_future()
+                fut.set_exception(exc)
             fut.add_done_callback(lambda f: self._committed(f, waiters))
+            if not fut.done():
+                # the KVS now holds every event of these jobs: drop the in-memory copies
+                for job in retired:
+                    if job.state == INACTIVE:
+                        job.release_eventlog(self)
         else:
             for w in waiters:
                 if not w.done():
@@ -332,61 +366,69 @@ class JobManager(Service):
             del self.pending[job.id]
             job.alloc_pending = True
             self.alloc_outstanding += 1
-            asyncio.ensure_future(self._alloc(job))
+            self._alloc(job)
 
-    async def _alloc(self, job: Job) -> None:
+    def _alloc(self, job: Job) -> None:
+        # a callback per response, not a task per job: a queue of 10,000 jobs keeps
+        # 10,000 requests outstanding, and a task with its frames costs kilobytes each
         rpc = self.broker.rpc("sched.alloc", {"id": job.id, "priority": job.priority,
                                               "userid": job.userid, "t_submit": job.t_submit,
                                               "jobspec": job.jobspec}, flags=FLAG_STREAMING)
-        job.aux["alloc_rpc"] = rpc
+        rpc.then(functools.partial(self._alloc_response, job, rpc))
+
+    def _alloc_response(self, job: Job, rpc, msg) -> None:
+        if rpc.consumed:
+            return  # (a response queued behind the final one)
         try:
-            while True:
-                try:
-                    resp = await rpc.get()
-                except FluxError as exc:
-                    self.broker.log(3, f"job-manager: sched.alloc failed for {job.id}: {exc.strerror}; "
-                                       f"scheduling suspended until the scheduler says hello again")
-                    self.sched_ready = False
-                    job.alloc_pending = False
-                    if job.state == SCHED:
-                        self.pending[job.id] = job
-                    elif job.state == CLEANUP:
-                        self._cleanup(job)
-                    return
-                t = resp.get("type")
-                if t == 1:  # ANNOTATE
-                    self._annotate(job, resp.get("annotations") or {})
-                    continue
+            if msg.errnum:
+                self.broker.log(3, f"job-manager: sched.alloc failed for {job.id}: "
+                                   f"{msg.errstr() or os.strerror(msg.errnum)}; "
+                                   f"scheduling suspended until the scheduler says hello again")
+                self.sched_ready = False
                 job.alloc_pending = False
-                if t == 0:  # SUCCESS
-                    self._annotate(job, resp.get("annotations") or {})
-                    job.R = resp.get("R")
-                    job.has_resources = True
-                    if job.state == SCHED:
-                        # a copy: later memos change job.annotations, not this event
-                        self.post(job, "alloc", {"annotations": orjson.loads(orjson.dumps(
-                            job.annotations))} if job.annotations else None)
-                        self._start(job)
-                    else:
-                        self._cleanup(job)  # an exception raced the allocation
-                elif t == 2:  # DENY
-                    if job.state == SCHED:
-                        self.post(job, "exception", {"type": "alloc", "severity": 0,
-                                                     "note": resp.get("note", "alloc denied")})
-                    else:
-                        self._cleanup(job)
-                elif t == 3:  # CANCEL
-                    if job.state == CLEANUP:
-                        self._cleanup(job)
-                    elif job.state in (SCHED, PRIORITY):
-                        if job.state == SCHED and job.priority != 0:
-                            self.pending[job.id] = job
+                if job.state == SCHED:
+                    self.pending[job.id] = job
+                elif job.state == CLEANUP:
+                    self._cleanup(job)
                 return
+            resp = msg.data() or {}
+            t = resp.get("type")
+            if t == 1:  # ANNOTATE: more responses follow
+                self._annotate(job, resp.get("annotations") or {})
+                return
+            job.alloc_pending = False
+            if t == 0:  # SUCCESS
+                self._annotate(job, resp.get("annotations") or {})
+                job.R = _redact_R(resp.get("R"))
+                job.has_resources = True
+                if job.state == SCHED:
+                    # a copy: later memos change job.annotations, not this event
+                    self.post(job, "alloc", {"annotations": orjson.loads(orjson.dumps(
+                        job.annotations))} if job.annotations else None)
+                    self._start(job)
+                else:
+                    self._cleanup(job)  # an exception raced the allocation
+            elif t == 2:  # DENY
+                if job.state == SCHED:
+                    self.post(job, "exception", {"type": "alloc", "severity": 0,
+                                                 "note": resp.get("note", "alloc denied")})
+                else:
+                    self._cleanup(job)
+            elif t == 3:  # CANCEL
+                if job.state == CLEANUP:
+                    self._cleanup(job)
+                elif job.state in (SCHED, PRIORITY):
+                    if job.state == SCHED and job.priority != 0:
+                        self.pending[job.id] = job
+        except BaseException:
+            job.alloc_pending = False
+            raise
         finally:
-            rpc.cancel()
-            job.aux.pop("alloc_rpc", None)
-            self.alloc_outstanding = max(0, self.alloc_outstanding - 1)
-            self._request_allocs()
+            if not job.alloc_pending and not rpc.consumed:
+                rpc.cancel()
+                rpc.consumed = True
+                self.alloc_outstanding = max(0, self.alloc_outstanding - 1)
+                self._request_allocs()
 
     def _annotate(self, job: Job, ann: dict) -> None:
         def merge(dst, src):
@@ -490,13 +532,46 @@ class JobManager(Service):
         # job-info): thousands of inactive jobs must not each keep a parsed copy
         job.jobspec = None
         self.inactive[job.id] = job
+        self._retired.append(job)
         for w in job.waiters:
             self._answer_wait(w, job)
-        job.waiters.clear()
         if job.flags & 4 and self.wait_any:
             self._answer_wait(self.wait_any.pop(0), job)
+        self._compact(job)
         self._purge()
         self._check_drain()
+
+    def _compact(self, job: Job) -> None:
+        """Shrink what an inactive job keeps: thousands of them stay until purged. Its
+        eventlog leaves memory with the flush that stores its last event (_flush)."""
+        if not job.dependencies:
+            job.dependencies = _NO_DEPS  # an empty set costs 216 bytes
+        if not job.exceptions:
+            job.exceptions = _NONE
+        job.waiters = _NONE  # (all answered; a wait on an inactive job is answered at once)
+        if job.R is not None and self.broker.kvs.exists("primary", kvs_dir(job.id) + ".R"):
+            job.R = None  # read back by R_of() (the KVS has it, with its JGF)
+        if job.annotations:
+            try:
+                key = orjson.dumps(job.annotations)
+            except TypeError:
+                return
+            shared = self._annotation_cache.get(key)
+            if shared is None:
+                if len(self._annotation_cache) >= 256:
+                    self._annotation_cache.pop(next(iter(self._annotation_cache)))
+                shared = self._annotation_cache[key] = job.annotations
+            job.annotations = shared  # one dict for jobs with the same (sched) annotations
+
+    def R_of(self, job: Job) -> dict | None:
+        """A job's R without its JGF (`scheduling`): the job manager's copy while the job
+        is active, the KVS's once it is inactive."""
+        if job.R is not None or job.active:
+            return job.R
+        try:
+            return _redact_R(self.broker.kvs.lookup_json("primary", kvs_dir(job.id) + ".R"))
+        except (FluxError, AttributeError):
+            return None
 
     def _purge(self) -> None:
         now = time.time()
@@ -627,12 +702,20 @@ class JobManager(Service):
             for job in list(self.inactive.values()) + list(self.jobs.values()):
                 resp = {"id": job.id, "events": list(job.eventlog),
                         "jobspec": job.jobspec if job.jobspec is not None else self._stored_jobspec(job)}
-                if job.R is not None:
-                    resp["R"] = job.R
+                R = self.R_of(job)
+                if R is not None:
+                    resp["R"] = R
                 self.respond(msg, resp)
             self.respond(msg, {"id": -1, "events": []})
         self.journal_readers[id(msg)] = msg
         return NOREPLY
+
+    def stored_eventlog(self, jobid: int) -> list[dict]:
+        """A job's primary eventlog entries as the KVS has them ([] if purged)."""
+        try:
+            return eventlog.decode(self.broker.kvs.lookup_value("primary", kvs_dir(jobid) + ".eventlog"))
+        except (FluxError, ValueError):
+            return []
 
     def _stored_jobspec(self, job: Job) -> dict | None:
         """An inactive job's jobspec from the KVS, redacted as the journal sends it."""
@@ -755,7 +838,8 @@ class JobManager(Service):
             if m.sender == sender:
                 del self.journal_readers[k]
         for job in self.jobs.values():
-            job.waiters = [w for w in job.waiters if w.sender != sender]
+            if job.waiters:
+                job.waiters = [w for w in job.waiters if w.sender != sender]
         self.wait_any = [w for w in self.wait_any if w.sender != sender]
 
     @method("cancel")

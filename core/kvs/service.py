@@ -136,6 +136,7 @@ class KVSService(Service):
         self.builder = NodeBuilder(self.content_load, self.max_value)
         self.pending: list[Pending] = []
         self.pending_blobs: dict[str, bytes] = {}
+        self._evict_src: dict[str, tuple] = {}  # namespace -> (loader, namespace), see Val
         self.writing_blobs: dict[str, bytes] = {}  # blobs of the batch being written
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="kvs-store")
         self.writing: asyncio.Future | None = None
@@ -538,12 +539,16 @@ class KVSService(Service):
 
     def _finish(self, batch: list[Pending], touched: dict) -> None:
         self.stats["flushes"] += 1
-        load = self.store.read_value
         for p in batch:
             # large values now on disk leave memory, unless changed since (appended)
-            for node, path in p.evictable:
-                if node.nseq == 1 and node.chunks is not None and len(node.chunks) == 1:
-                    node.evict(load, p.ns, path)
+            if not p.evictable:
+                continue
+            src = self._evict_src.get(p.ns)
+            if src is None:
+                src = self._evict_src[p.ns] = (self.store.read_value, p.ns)
+            for node, path, nseq in p.evictable:
+                if node.nseq == nseq and node.chunks is not None:
+                    node.evict(src, path)
         for p in batch:
             if p.done is not None:
                 try:

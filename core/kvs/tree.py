@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import sys
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -42,38 +43,41 @@ def err(code: int, key: str, text: str | None = None) -> FluxError:
 class Val:
     """A value: a list of chunks (one per put or append) so appends never copy.
 
-    A value that is on disk may be evicted from memory (`chunks` None, `loc` says how
-    to read it back): the KVS keeps every job's jobspec and J, which would otherwise
-    make the broker's memory grow with the number of jobs.
+    A value that is on disk may be evicted from memory (`chunks` None; `src`, a
+    (loader, namespace) pair shared by the namespace's values, and `loc`, its key, say
+    how to read it back): the KVS keeps every job's jobspec, J, R and eventlog, which
+    would otherwise make the broker's memory grow with the number of jobs.
     """
 
-    __slots__ = ("chunks", "size", "nseq", "ref", "loc")
+    __slots__ = ("chunks", "size", "nseq", "ref", "loc", "src")
 
     def __init__(self, chunks: list[bytes], nseq: int | None = None):
         self.chunks: list[bytes] | None = chunks
         self.size = sum(map(len, chunks))
         self.nseq = len(chunks) if nseq is None else nseq  # next chunk row number on disk
         self.ref: str | None = None  # cached blobref of the whole value
-        self.loc: tuple | None = None  # (loader, namespace, key) while evicted
+        self.loc: str | None = None  # the key while evicted
+        self.src: tuple[Callable[[str, str], bytes], str] | None = None
 
-    def evict(self, loader: Callable[[str, str], bytes], ns: str, key: str) -> None:
-        """Drop the bytes from memory; they are read back from the store on demand."""
+    def evict(self, src: tuple[Callable[[str, str], bytes], str], key: str) -> None:
+        """Drop the bytes from memory; `src` (loader, namespace) reads them back on demand."""
         self.chunks = None
-        self.loc = (loader, ns, key)
+        self.src = src
+        self.loc = key
 
     def _reload(self) -> list[bytes]:
         """Bring an evicted value back into memory (before it changes)."""
         if self.chunks is None:
-            loader, ns, key = self.loc
-            self.chunks = [loader(ns, key)]
-            self.loc = None
+            loader, ns = self.src
+            self.chunks = [loader(ns, self.loc)]
+            self.loc = self.src = None
         return self.chunks
 
     def data(self) -> bytes:
         chunks = self.chunks
         if chunks is None:
-            loader, ns, key = self.loc
-            return loader(ns, key)  # not kept: reads of old values are rare
+            loader, ns = self.src
+            return loader(ns, self.loc)  # not kept: reads of old values are rare
         if len(chunks) == 1:
             return chunks[0]
         joined = b"".join(chunks)
@@ -107,7 +111,7 @@ class Val:
 
     def truncate(self, size: int, nseq: int) -> None:
         self.chunks = [self.data()[:size]]
-        self.loc = None
+        self.loc = self.src = None
         self.size = size
         self.nseq = nseq
         self.ref = None
@@ -331,7 +335,9 @@ class Txn:
         self.effects: list[tuple] = []
         self.keys: set[str] = set()
         self.struct: set[str] = set()
-        self.evictable: list[tuple[Val, str]] = []  # large new values, evicted once on disk
+        # (value, path, nseq): large new values and final appends, evicted once on disk
+        # unless changed since
+        self.evictable: list[tuple[Val, str, int]] = []
 
     def rollback(self) -> None:
         for u in reversed(self.undo):
@@ -352,6 +358,10 @@ class Txn:
         if node is None:
             d.entries.pop(name, None)
         else:
+            if old is MISSING and type(node) is Val:
+                # value names repeat in every job's directory (J, jobspec, eventlog, R):
+                # one string each, not one per job
+                name = sys.intern(name)
             d.entries[name] = node
         return old
 
@@ -413,7 +423,7 @@ class Txn:
                 self.effects.append((INS, nsname, path, i, ROW_VAL, c))
             node.nseq = len(chunks)
             if node.size >= EVICT_MIN and len(chunks) == 1:
-                self.evictable.append((node, path))
+                self.evictable.append((node, path, node.nseq))
         elif t is Dir:
             self.effects.append((INS, nsname, path, 0, ROW_DIR, None))
             for k, v in node.entries.items():
@@ -445,13 +455,15 @@ class Txn:
             self.keys.add(key)
             self._replace(d, name, path, None)
 
-    def append(self, key: str, data: bytes) -> None:
+    def append(self, key: str, data: bytes) -> tuple[Val, str]:
+        """Append to (or create) the value at key; returns it and its resolved path."""
         d, name, path = self._walk(key, True)
         self.keys.add(key)
         old = d.entries.get(name)
         if old is None:
-            self._replace(d, name, path, Val([data]))
-            return
+            node = Val([data])
+            self._replace(d, name, path, node)
+            return node, path
         t = type(old)
         if t is Dir:
             raise err(errno.EISDIR, key, "cannot append to a directory")
@@ -462,6 +474,7 @@ class Txn:
         self.effects.append((INS, self.ns.name, path, old.nseq, ROW_VAL, data))
         old.append(data)
         self.keys.add(path)
+        return old, path
 
     def apply(self, op: Any) -> None:
         """Apply one {key, flags, dirent} op (dirent None unlinks).
@@ -485,7 +498,9 @@ class Txn:
             data = bytes(raw)
             self.builder.check_size(key, len(data))
             if flags & T.APPEND:
-                self.append(key, data)
+                node, path = self.append(key, data)
+                if op.get("evict"):  # the writer's last append: evictable once on disk
+                    self.evictable.append((node, path, node.nseq))
             else:
                 self.put_node(key, Val([data]))
             return
