@@ -51,6 +51,7 @@ class Allocation:
     graph: Any
     end: float = math.inf  # planner end (inf when unlimited)
     spans: list = attrs.Factory(list)  # (planner, span id, leaf or None)
+    mask_nodes: list = attrs.Factory(list)  # nodes keeping this job's unit masks (mjobs)
 
     def to_rv1(self, scheduling: bool = True) -> dict:
         """R version 1 for this allocation, with the matched subgraph as JGF under
@@ -101,7 +102,7 @@ class ResourceGraph:
         self._prunable: frozenset[str] = frozenset()
         self._topv: Vertex | None = None
         self._index: dict[Vertex, dict] = {}
-        self._leaves: dict[Vertex, list] = {}
+        self._shape_cache: dict = {}  # per graph shape: leaf lists, whole-node data, capacities
         self._dgen = 0  # bumped whenever a vertex is drained or undrained
         self.mstats = {"attempts": 0, "succeeded": 0, "failed": 0, "reserved": 0,
                        "time_total": 0.0, "time_max": 0.0}
@@ -183,8 +184,6 @@ class ResourceGraph:
         return self
 
     def _init_plans(self, v: Vertex) -> None:
-        if v.kids and (v.type in PLANNED_TYPES or v is self.root):
-            v.plans = {t: Planner(n) for t, n in v.total.items() if t in self._leaf_types}
         if v.type == "node" and v.mall is None:
             mall: dict[str, int] = {}
             count: dict[str, int] = {}
@@ -196,6 +195,12 @@ class ResourceGraph:
                     mall[leaf.type] = mall.get(leaf.type, 0) | (1 << b)
             v.mall = mall
             v.mjobs = {}
+        if v.kids and (v.type in PLANNED_TYPES or v is self.root):
+            # a node's unit leaves are counted over time by its masks: it plans only
+            # the types that have pools (e.g. memory)
+            mall = v.mall if v is not self.root else None
+            v.plans = {t: Planner(n) for t, n in v.total.items() if t in self._leaf_types
+                       and not (mall and t in mall and mall[t].bit_count() == n)}
 
     def busy_masks(self, node: Vertex, t: float, end: float) -> dict[str, int]:
         """{type: mask} of the unit leaves under `node` that jobs hold during [t, end)."""
@@ -217,18 +222,112 @@ class ResourceGraph:
 
     def leaf_list(self, v: Vertex) -> list[Vertex]:
         """v's leaves, in walk order (cached until the graph's shape changes)."""
-        ls = self._leaves.get(v)
+        ls = self._shape_cache.get(v)
         if ls is None:
-            ls = self._leaves[v] = list(v.leaves())
+            ls = self._shape_cache[v] = list(v.leaves())
         return ls
 
     def pool_leaves(self, v: Vertex) -> list[Vertex]:
         """v's leaves that are not unit leaves of a node (those have planners)."""
         key = (v, "pools")
-        ls = self._leaves.get(key)
+        ls = self._shape_cache.get(key)
         if ls is None:
-            ls = self._leaves[key] = [x for x in self.leaf_list(v) if x.bit < 0]
+            ls = self._shape_cache[key] = [x for x in self.leaf_list(v) if x.bit < 0]
         return ls
+
+    def _whole(self, node: Vertex) -> tuple:
+        """(inner vertices with their leaf-unit sums, {leaf: size}, {leaf type: units},
+        unit sum) of a node, for taking or releasing it whole (cached)."""
+        key = (node, "whole")
+        w = self._shape_cache.get(key)
+        if w is None:
+            inner = []
+            units: dict[Vertex, int] = {}
+            counts: dict[str, int] = {}
+            for v in node.walk():
+                if v.kids:
+                    inner.append((v, sum(x.size for x in v.leaves())))
+                else:
+                    units[v] = v.size
+                    counts[v.type] = counts.get(v.type, 0) + v.size
+            w = self._shape_cache[key] = (inner, units, counts, sum(units.values()))
+        return w
+
+    def whole_units(self, node: Vertex) -> dict[Vertex, int]:
+        return self._whole(node)[1]
+
+    def whole_counts(self, node: Vertex) -> dict[str, int]:
+        return self._whole(node)[2]
+
+    def _take_whole(self, node: Vertex) -> None:
+        """Allocate all of an idle node, none of it drained: every vertex under it
+        becomes fully used, its ancestors lose what it had free (its totals)."""
+        inner, units, _counts, us = self._whole(node)
+        for leaf, n in units.items():
+            leaf.used = n
+        for v, n in inner:
+            v.used = n
+            f = v.free
+            for t in f:
+                f[t] = 0
+        delta = node.total
+        a = node.parent
+        while a is not None:
+            f = a.free
+            for t, n in delta.items():
+                f[t] -= n
+            if not a.used:  # idle -> busy
+                at = a.type
+                w = a
+                while w is not None:
+                    w.free[at] -= 1
+                    w = w.parent
+            a.used += us
+            a = a.parent
+
+    def _untake_whole(self, node: Vertex) -> None:
+        """Undo _take_whole (the node must be held whole by one allocation, up)."""
+        inner, units, _counts, us = self._whole(node)
+        for leaf in units:
+            leaf.used = 0
+        for v, _n in inner:
+            v.used = 0
+            v.free.update(v.total)
+        delta = node.total
+        a = node.parent
+        while a is not None:
+            f = a.free
+            for t, n in delta.items():
+                f[t] += n
+            a.used -= us
+            if not a.used:  # busy -> idle
+                at = a.type
+                w = a
+                while w is not None:
+                    w.free[at] += 1
+                    w = w.parent
+            a = a.parent
+
+    def _static_caps(self, need: tuple, is_slot: bool, excl: bool) -> dict[Vertex, int]:
+        """{node: how many of a top-level slot (or 1 for a node) fit it when idle}, for
+        the nodes where that is at least one (cached per shape and graph generation)."""
+        key = ("caps", need, is_slot, excl)
+        c = self._shape_cache.get(key)
+        if c is None:
+            c = {}
+            for v in self.by_rank.values():
+                mall = v.mall
+                if mall is None:
+                    continue
+                k = _BIG
+                for ty, n in need:
+                    m = mall.get(ty)
+                    a = m.bit_count() if m is not None else v.total.get(ty, 0)
+                    k = min(k, a // n)
+                if k > 0:
+                    c[v] = k if is_slot else 1
+            self._shape_cache[key] = c
+        return c
 
     def _whole_fit(self, node: Vertex, c: ReqNode) -> int | None:
         """How many slots c's children place in `node` when nothing there is in use
@@ -267,7 +366,7 @@ class ResourceGraph:
         self._gen += 1
         self._topv = None
         self._index.clear()
-        self._leaves.clear()
+        self._shape_cache.clear()
 
     def _recompute(self, v: Vertex, eff_down: bool, store: bool) -> tuple[dict, dict, int]:
         """(total, free, used) of v's subtree from its leaves; stored if `store`."""
@@ -482,35 +581,50 @@ class ResourceGraph:
         spans: list = []
         per_node: dict[tuple[Vertex, str], int] = {}
         per_type: dict[str, int] = {}
-        for leaf, amt in units.items():
+        for leaf, amt in w.part.items():
             if leaf.bit < 0:  # unit leaves of a node are tracked by its masks (mjobs)
                 p = leaf.plan
                 if p is None:
                     p = leaf.plan = Planner(leaf.size)
                 spans.append((p, p.add_span(start, end, amt), leaf))
             node = leaf.node
-            if node is not None and node.plans is not None:
+            if node is not None and node.plans and leaf.type in node.plans:
                 key = (node, leaf.type)
                 per_node[key] = per_node.get(key, 0) + amt
             per_type[leaf.type] = per_type.get(leaf.type, 0) + amt
+        for node in w.whole_nodes:  # taken whole: counts and masks are the node's own
+            for leaf in self.pool_leaves(node):
+                p = leaf.plan
+                if p is None:
+                    p = leaf.plan = Planner(leaf.size)
+                spans.append((p, p.add_span(start, end, leaf.size), leaf))
+            plans = node.plans
+            for ty, n in self.whole_counts(node).items():
+                if plans and ty in plans:
+                    per_node[(node, ty)] = n
+                per_type[ty] = per_type.get(ty, 0) + n
         for (node, ty), amt in per_node.items():
             p = node.plans.get(ty)
             if p is not None:
                 spans.append((p, p.add_span(start, end, amt), node))
-        self._record_masks(jobid, start, end, units)
+        mask_nodes = self._record_masks(jobid, start, end, w.part)
+        for node in w.whole_nodes:
+            if node.mall is not None:
+                node.mjobs[jobid] = (start, end, dict(node.mall))
+                mask_nodes.append(node)
         rplans = self.root.plans or {}
         for ty, amt in per_type.items():
             p = rplans.get(ty)
             if p is not None:
                 spans.append((p, p.add_span(start, end, amt), None))
         alloc = Allocation(jobid, start, expiration, reserved, units, excl, nslots, self,
-                           end, spans)
+                           end, spans, mask_nodes)
         self.jobs[jobid] = alloc
         if reserved:
             self._nresv += 1
         return alloc
 
-    def _record_masks(self, jobid: int, start: float, end: float, units: dict) -> None:
+    def _record_masks(self, jobid: int, start: float, end: float, units: dict) -> list:
         per: dict[Vertex, dict[str, int]] = {}
         for leaf in units:
             if leaf.bit >= 0:
@@ -520,6 +634,7 @@ class ResourceGraph:
                 m[leaf.type] = m.get(leaf.type, 0) | (1 << leaf.bit)
         for node, m in per.items():
             node.mjobs[jobid] = (start, end, m)
+        return list(per)
 
     # ============================================================ releasing
     def free(self, jobid: int, ranks: Iterable[int] | str | None = None) -> None:
@@ -535,13 +650,32 @@ class ResourceGraph:
         del self.jobs[jobid]
         for p, sid, _v in alloc.spans:
             p.rem_span(sid)
-        for node in {u.node for u in alloc.units if u.bit >= 0}:
+        for node in alloc.mask_nodes:
             node.mjobs.pop(jobid, None)
         if alloc.reserved:
             self._nresv -= 1
-        else:
-            for leaf, amt in alloc.units.items():
+            return
+        units = alloc.units
+        done = None
+        for v in alloc.exclusive:
+            if v.mall is not None and self._held_whole(v, units):
+                self._untake_whole(v)
+                if done is None:
+                    done = set()
+                done.add(v)
+        for leaf, amt in units.items():
+            if done is None or leaf.node not in done:
                 self._apply(leaf, -amt)
+
+    def _held_whole(self, node: Vertex, units: dict) -> bool:
+        """Does an allocation hold all of `node`, with nothing drained on its path?"""
+        if self._ndown and (self._eff_down(node) or any(x.down for x in node.walk())):
+            return False
+        whole = self.whole_units(node)
+        first = next(iter(whole), None)
+        return first is not None and units.get(first) == whole[first] \
+            and node.used == self._whole(node)[3] \
+            and all(units.get(x) == n for x, n in whole.items())
 
     def _free_part(self, alloc: Allocation, ranks: set[int]) -> None:
         gone = [u for u in alloc.units if u.rank in ranks]
@@ -573,6 +707,7 @@ class ResourceGraph:
         alloc.spans = final
         for node in {u.node for u in gone if u.bit >= 0}:
             node.mjobs.pop(alloc.jobid, None)
+        alloc.mask_nodes = [v for v in alloc.mask_nodes if v.rank not in ranks]
         for u in gone:
             amt = alloc.units.pop(u)
             if not alloc.reserved:
@@ -999,9 +1134,17 @@ class _ShapeSweep:
     """For a request of one top-level slot or node: sweep the candidate start times
     in order, keeping per node the jobs whose window overlaps [t, t+d) and from them
     the node's exact count of free unit leaves, so a start time where too few nodes
-    (or slots) fit is skipped without walking the graph."""
+    (or slots) fit is skipped without walking the graph.
 
-    def __init__(self, graph: ResourceGraph, nodes: list[Vertex], need: tuple, count: int,
+    Nodes start at their capacity with nothing in use (cached per request shape);
+    an exclusive request only needs to know whether a node has any job in the window
+    (a count per node), a slot request recounts a node's free units when its jobs
+    change."""
+
+    __slots__ = ("need", "count", "is_slot", "excl", "enter", "leave", "ie", "il",
+                 "active", "nact", "cap", "static", "total")
+
+    def __init__(self, graph: ResourceGraph, static: dict, need: tuple, count: int,
                  is_slot: bool, excl: bool, d: float):
         self.need = need
         self.count = count
@@ -1009,18 +1152,24 @@ class _ShapeSweep:
         self.excl = excl
         enter, leave = [], []
         i = 0
-        for v in nodes:
+        for v in static:
             for jobid, (s, e, masks) in v.mjobs.items():
                 enter.append((s - d, i, v, jobid, masks))
                 leave.append((e, i, v, jobid))
                 i += 1
-        enter.sort(key=lambda x: (x[0], x[1]))
-        leave.sort(key=lambda x: (x[0], x[1]))
+        enter.sort(key=_first)
+        leave.sort(key=_first)
         self.enter, self.leave = enter, leave
         self.ie = self.il = 0
-        self.active: dict[Vertex, dict] = {v: {} for v in nodes}
-        self.cap = {v: self._capacity(v) for v in nodes}
-        self.total = sum(self.cap.values())
+        self.static = static
+        self.cap = dict(static)
+        self.total = sum(static.values())
+        if excl:
+            self.nact = dict.fromkeys(static, 0)
+            self.active = None
+        else:
+            self.nact = None
+            self.active = {v: {} for v in static}
 
     @classmethod
     def make(cls, graph: ResourceGraph, req: Request, d: float) -> _ShapeSweep | None:
@@ -1032,17 +1181,21 @@ class _ShapeSweep:
         need = graph._need_of(top)
         if not need:
             return None
-        cons = req.constraint
-        nodes = [v for v in graph.by_rank.values()
-                 if v.mall is not None and not graph._eff_down(v) and (cons is None or cons(v))]
         excl = top.type == "node" and (top.exclusive or graph.policy.node_exclusive)
-        return cls(graph, nodes, need, top.lo, top.type == "slot", excl, d)
+        is_slot = top.type == "slot"
+        cons = req.constraint
+        caps = graph._static_caps(need, is_slot, excl)
+        static = {v: c for v, c in caps.items()
+                  if not (graph._ndown and graph._eff_down(v)) and (cons is None or cons(v))}
+        return cls(graph, static, need, top.lo, is_slot, excl, d)
 
     def _capacity(self, v: Vertex) -> int:
         busy: dict[str, int] = {}
         for masks in self.active[v].values():
             for ty, m in masks.items():
                 busy[ty] = busy.get(ty, 0) | m
+        if not busy:
+            return self.static[v]
         mall = v.mall
         k = _BIG
         for ty, n in self.need:
@@ -1052,28 +1205,54 @@ class _ShapeSweep:
                 return 0
             if a // n < k:
                 k = a // n
-        if self.excl and busy:
-            return 0
         return k if self.is_slot else 1
 
     def ok(self, t: float) -> bool:
-        enter, leave, active = self.enter, self.leave, self.active
+        enter, leave = self.enter, self.leave
+        ie, il = self.ie, self.il
+        ne, nl = len(enter), len(leave)
+        if self.excl:  # a node counts while no job holds any of it in the window
+            nact, static = self.nact, self.static
+            total = self.total
+            while ie < ne and enter[ie][0] < t:
+                v = enter[ie][2]
+                n = nact[v]
+                if not n:
+                    total -= static[v]
+                nact[v] = n + 1
+                ie += 1
+            while il < nl and leave[il][0] <= t:
+                v = leave[il][2]
+                n = nact[v] - 1
+                nact[v] = n
+                if not n:
+                    total += static[v]
+                il += 1
+            self.ie, self.il, self.total = ie, il, total
+            return total >= self.count
+        active = self.active
         dirty = set()
-        while self.ie < len(enter) and enter[self.ie][0] < t:
-            _k, _i, v, jobid, masks = enter[self.ie]
+        while ie < ne and enter[ie][0] < t:
+            _k, _i, v, jobid, masks = enter[ie]
             active[v][jobid] = masks
             dirty.add(v)
-            self.ie += 1
-        while self.il < len(leave) and leave[self.il][0] <= t:
-            _e, _i, v, jobid = leave[self.il]
+            ie += 1
+        while il < nl and leave[il][0] <= t:
+            _e, _i, v, jobid = leave[il]
             active[v].pop(jobid, None)
             dirty.add(v)
-            self.il += 1
+            il += 1
+        self.ie, self.il = ie, il
+        cap = self.cap
         for v in dirty:
             c = self._capacity(v)
-            self.total += c - self.cap[v]
-            self.cap[v] = c
+            self.total += c - cap[v]
+            cap[v] = c
         return self.total >= self.count
+
+
+def _first(x: tuple) -> float:
+    return x[0]
 
 
 def _ranks(ranks: Any) -> set[int]:

@@ -59,7 +59,8 @@ def _untake(leaf, amt: int) -> None:
 class Walk:
     __slots__ = ("graph", "mode", "t", "d", "log", "taken", "prune", "spans_matter",
                  "node_filter", "policy", "dynamic", "node_excl", "linked", "contained",
-                 "gen", "track", "cursor", "ucache", "ntaken", "bcache")
+                 "gen", "track", "cursor", "ucache", "ntaken", "bcache", "wholes", "part",
+                 "whole_nodes")
 
     def __init__(self, graph, mode: int, t: float, duration: float, node_filter=None):
         self.graph = graph
@@ -82,6 +83,9 @@ class Walk:
         self.ucache: dict = {}  # FUTURE: node -> its unit leaves free over the window
         self.ntaken: dict = {}  # FUTURE: (node, type) -> units taken there by this walk
         self.bcache: dict = {}  # node -> {type: mask of unit leaves held over the window}
+        self.wholes: set = set()  # FUTURE: nodes this walk took whole
+        self.part: dict = {}  # units(): leaves taken one by one
+        self.whole_nodes: list = []  # units(): nodes taken whole
 
     # ------------------------------------------------------------ bookkeeping
     def need(self, req: ReqNode) -> tuple:
@@ -108,6 +112,9 @@ class Walk:
         now = self.mode == NOW
         while len(log) > mark:
             leaf, amt = log.pop()
+            if amt is _WHOLE:
+                self._untake_whole(leaf)
+                continue
             if amt and leaf is not _SLOT:
                 if leaf.__class__ is _Linked:
                     leaf = leaf.v
@@ -149,7 +156,10 @@ class Walk:
         a = u.size - taken
         if mode == FUTURE and a > 0:
             if u.bit >= 0:
-                if self.busy(u.node).get(u.type, 0) >> u.bit & 1:
+                node = u.node
+                if self.wholes and node in self.wholes:
+                    return 0
+                if self.busy(node).get(u.type, 0) >> u.bit & 1:
                     return 0
                 return a
             p = u.plan
@@ -191,6 +201,31 @@ class Walk:
                 return False
         return True
 
+    def enough(self, v, c: ReqNode, lo: int) -> bool:
+        """Could v's subtree hold `lo` of c at all? Its aggregates (free now, or its
+        planners over the window) bound what the walk below it can find."""
+        need = self.need(c)
+        if not need:
+            return True
+        mode = self.mode
+        if mode == NOW:
+            f = v.free
+            if f is None:
+                return True
+            for t, n in need:
+                if f.get(t, 0) < n * lo:
+                    return False
+            return True
+        plans = v.plans if mode == FUTURE else None
+        tot = v.total
+        for t, n in need:
+            if plans is not None and t in plans:
+                if plans[t].avail_during(self.t, self.d) < n * lo:
+                    return False
+            elif tot.get(t, 0) < n * lo:
+                return False
+        return True
+
     def idle(self, u) -> bool:
         """Nothing under u is in use over the window (so u can be had exclusively)."""
         mode = self.mode
@@ -229,11 +264,36 @@ class Walk:
         return True
 
     def take_whole(self, u) -> None:
-        """u is idle over the window and nothing under it is drained: take every leaf."""
-        take = self.take
-        for leaf in self.graph.leaf_list(u):
-            take(leaf, leaf.size)
-        self.log.append((u, 0))
+        """u (a node) is idle over the window and nothing under it is drained: take all
+        of it at once (aggregates in bulk, one log entry)."""
+        g = self.graph
+        mode = self.mode
+        if mode == NOW:
+            g._take_whole(u)
+        else:
+            nt = self.ntaken
+            for ty, n in g.whole_counts(u).items():
+                nt[(u, ty)] = nt.get((u, ty), 0) + n
+            self.wholes.add(u)
+        if self.track:
+            taken = self.taken
+            for leaf in g.pool_leaves(u):
+                taken[leaf] = taken.get(leaf, 0) + leaf.size
+        self.log.append((u, _WHOLE))
+
+    def _untake_whole(self, u) -> None:
+        g = self.graph
+        if self.mode == NOW:
+            g._untake_whole(u)
+        else:
+            nt = self.ntaken
+            for ty, n in g.whole_counts(u).items():
+                nt[(u, ty)] -= n
+            self.wholes.discard(u)
+        if self.track:
+            taken = self.taken
+            for leaf in g.pool_leaves(u):
+                taken[leaf] -= leaf.size
 
     def take_all(self, u) -> None:
         for leaf in u.leaves():
@@ -259,6 +319,8 @@ class Walk:
         """Place c's count below v; on failure nothing stays taken."""
         mark = len(self.log)
         lo, hi = c.lo, c.hi
+        if lo > 1 and self.prune and not self.enough(v, c, lo):
+            return False
         if hi == lo:
             if lo == 0:
                 return True
@@ -480,19 +542,31 @@ class Walk:
         units: dict = {}
         excl = []
         nslots = 0
+        wholes = []
         for u, a in self.log:
             if u is _SLOT:
                 nslots += 1
+            elif a is _WHOLE:
+                wholes.append(u)
+                excl.append(u)
             elif a:
                 if isinstance(u, _Linked):
                     u = u.v
                 units[u] = units.get(u, 0) + a
             else:
                 excl.append(u)
+        self.part = units  # what was taken leaf by leaf (the rest: whole nodes)
+        self.whole_nodes = wholes
+        if wholes:
+            units = dict(units)
+            whole = self.graph.whole_units
+            for u in wholes:
+                units.update(whole(u))
         return units, excl, nslots
 
 
 _SLOT = object()  # log marker: one slot placed
+_WHOLE = object()  # log amount: the vertex (an idle node) was taken whole
 
 
 class _Linked:
