@@ -42,7 +42,7 @@ class DelegateHook:
             return
         if env is not None:
             # one object for equal environments: a batch going down carries each once
-            key = orjson.dumps(env, option=orjson.OPT_SORT_KEYS)
+            key = orjson.dumps(env)  # equal J, equal key order
             shared = self.envs.get(key)
             if shared is None:
                 if len(self.envs) >= 64:
