@@ -161,9 +161,15 @@ class Runner:
             if env is not None:
                 system["environment"] = env
             jobspec = {**jobspec, "attributes": {**attrs_, "system": system}}
-        return LeafJob(it["key"], self.jm.next_id(), jobspec, it["userid"],
-                       it.get("priority", it.get("urgency", 16)), it.get("t_submit", time.time()),
-                       it.get("origin"))
+        job = LeafJob(it["key"], self.jm.next_id(), jobspec, it["userid"],
+                      it.get("priority", it.get("urgency", 16)), it.get("t_submit", time.time()),
+                      it.get("origin"))
+        J = it.get("J")
+        if isinstance(J, str):
+            # a guest's signed request: exec hands it to the IMP (the owner's needs none)
+            self.broker.kvs.commit_nowait("primary", [{"key": encode_kvs(job.id) + ".J",
+                                                       "flags": 0, "raw": J.encode()}])
+        return job
 
     def _request_allocs(self) -> None:
         limit = self.jm.sched_limit
