@@ -314,3 +314,32 @@ def test_update_watch(h):
     with pytest.raises(FluxError) as ei:
         f.get()
     assert ei.value.errno == errno.ENODATA
+
+
+def test_R_whole_from_the_kvs_redacted_in_the_journal(h):
+    """The job manager keeps R without its JGF (`scheduling`); job-info serves the whole
+    R (a child instance reads its JGF through it) while the job runs and once inactive,
+    and the journal sends the redacted one, replayed from the KVS for inactive jobs."""
+    running = submit(h, jobspec(run="60s"))
+    wait_state(h, running, S.RUN)
+    for jobid in (running, None):
+        if jobid is None:
+            cancel(h, running)
+            wait_state(h, running, S.INACTIVE)
+            jobid = running
+        R = h.rpc("job-info.lookup", {"id": jobid, "keys": ["R"], "flags": 1}).get()["R"]
+        assert R["scheduling"]["writer"] == "fluxion:jgf"
+        R = h.rpc("job-info.update-lookup", {"id": jobid, "key": "R", "flags": 0}).get()["R"]
+        assert "scheduling" in R and R["execution"]["nodelist"] == [HOST]
+    f = h.rpc("job-manager.events-journal", {"full": True}, flags=STREAMING)
+    seen = {}
+    while True:
+        r = f.get()
+        f.reset()
+        if r["id"] == -1:
+            break
+        seen[r["id"]] = r
+    f.cancel()
+    assert "scheduling" not in seen[running]["R"]
+    assert seen[running]["R"]["execution"]["nodelist"] == [HOST]
+    assert [e["name"] for e in seen[running]["events"]][-1] == "clean"

@@ -396,3 +396,38 @@ def test_large_values_leave_memory_once_on_disk(tmp_path):
     job = again["primary"].root.entries["job"]
     assert job.entries["1"].entries["jobspec"].data() == big + b"+tail"
     assert job.entries["2"].entries["jobspec"].data() == big
+
+
+def test_final_append_leaves_memory_unless_appended_again(tmp_path):
+    """An op marked `evict` (the job manager's last eventlog entry) lets the KVS drop the
+    appended value from memory once on disk; reads and later appends still see it all."""
+    b, kvs = make(tmp_path)
+
+    def node(key):
+        d = kvs.namespaces["primary"].root
+        for part in key.split("."):
+            d = d.entries[part]
+        return d
+
+    async def main():
+        await kvs.commit_ops("primary", [{"key": "job.1.eventlog", "flags": T.APPEND, "raw": b"a\n"}])
+        await kvs.commit_ops("primary", [{"key": "job.1.eventlog", "flags": T.APPEND, "raw": b"b\n"}])
+        assert node("job.1.eventlog").chunks == [b"a\n", b"b\n"]  # appended values stay
+        await kvs.commit_ops("primary", [{"key": "job.1.eventlog", "flags": T.APPEND,
+                                          "raw": b"c\n", "evict": True}])
+        assert node("job.1.eventlog").chunks is None
+        assert kvs.lookup_value("primary", "job.1.eventlog") == b"a\nb\nc\n"
+        # appended again in the same batch as the final append: the newer one wins
+        fut1 = kvs.commit_nowait("primary", [{"key": "job.2.log", "flags": T.APPEND,
+                                              "raw": b"x", "evict": True}])
+        fut2 = kvs.commit_nowait("primary", [{"key": "job.2.log", "flags": T.APPEND, "raw": b"y"}])
+        await asyncio.gather(fut1, fut2)
+        assert node("job.2.log").chunks is not None
+        assert kvs.lookup_value("primary", "job.2.log") == b"xy"
+        await kvs.commit_ops("primary", [ops.append("job.1.eventlog", b"d\n")])
+        assert kvs.lookup_value("primary", "job.1.eventlog") == b"a\nb\nc\nd\n"
+
+    run(main())
+    kvs.store.close()
+    again = Store(str(tmp_path / "content.sqlite")).load()
+    assert again["primary"].root.entries["job"].entries["1"].entries["eventlog"].data() == b"a\nb\nc\nd\n"

@@ -119,7 +119,7 @@ class InternalRPC:
     iterate it (`async for`) for a stream that ends with ENODATA."""
 
     __slots__ = ("broker", "matchtag", "topic", "streaming", "queue", "done", "callback",
-                 "consumed")
+                 "args", "consumed")
 
     def __init__(self, broker: Broker, matchtag: int, topic: str, streaming: bool):
         self.broker = broker
@@ -128,27 +128,29 @@ class InternalRPC:
         self.streaming = streaming
         self.queue = Responses()
         self.done = False
-        self.callback: Callable[[Message], None] | None = None
+        self.callback: Callable[..., None] | None = None
+        self.args: tuple = ()
         self.consumed = False  # free for the caller's use (e.g. "handled the last response")
 
     def deliver(self, msg: Message) -> None:
         if self.callback is not None:
             # on the next loop turn, as an awaiting task would see it: the responder
             # (e.g. a scheduler inside its pass) is not re-entered by the reader
-            asyncio.get_running_loop().call_soon(self.callback, msg)
+            asyncio.get_running_loop().call_soon(self.callback, *self.args, msg)
         else:
             self.queue.put_nowait(msg)
         if not self.streaming or msg.errnum:
             self.done = True
             self.broker.internal_pending.pop(self.matchtag, None)
 
-    def then(self, callback: Callable[[Message], None]) -> None:
-        """Call `callback(msg)` with each response (errors included: check msg.errnum)
-        instead of queueing them for get(): no task needed per outstanding request."""
+    def then(self, callback: Callable[..., None], *args: Any) -> None:
+        """Call `callback(*args, msg)` with each response (errors included: check
+        msg.errnum) instead of queueing them for get(): no task per outstanding request."""
         self.callback = callback
+        self.args = args
         loop = asyncio.get_running_loop()
         while not self.queue.empty():
-            loop.call_soon(callback, self.queue.get_nowait())
+            loop.call_soon(callback, *args, self.queue.get_nowait())
 
     async def get_msg(self) -> Message:
         msg = await self.queue.get()

@@ -30,6 +30,10 @@ class IngestService(Service):
                 broker.log(3, f"ingest plugin {r.name} ({r.distribution}) failed to load: {r.error}")
         self.conf = broker.conf
         self.verifier = Verifier(broker.conf)
+        # batches ingested at once: a client sends all its batches together, and each job
+        # in flight holds its J, jobspec and KVS writes; two keep the KVS commits large
+        # while the broker's peak memory (which it keeps, fragmented) stays low
+        self._batches = asyncio.Semaphore(2)
 
     def register(self, plugin, name: str) -> None:
         """Add `flux.ingest` hooks at run time: a broker plugin whose config enables
@@ -98,8 +102,9 @@ class IngestService(Service):
             if not all(isinstance(item, dict) for item in jobs):
                 raise FluxError(errno.EPROTO, "job-ingest.submit: jobs must be objects")
             # concurrently, so the whole batch is stored in one KVS commit
-            results = await asyncio.gather(*(self.ingest_one(msg, item) for item in jobs),
-                                           return_exceptions=True)
+            async with self._batches:
+                results = await asyncio.gather(*(self.ingest_one(msg, item) for item in jobs),
+                                               return_exceptions=True)
             out = []
             for r in results:
                 if isinstance(r, FluxError):

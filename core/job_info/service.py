@@ -127,7 +127,7 @@ class JobInfoService(Service):
     def _raw(self, job, key: str) -> tuple[Any, bytes | None]:
         """(object, None) for what memory holds, else (None, bytes from the KVS)."""
         if key == "eventlog" and getattr(job, "eventlog_held", False):
-            return None, b"".join(eventlog.encode(e) for e in job.eventlog)
+            return None, job.eventlog_raw()
         # (the job manager's jobspec lacks the environment and its R the JGF: the KVS has
         # the whole ones)
         kvs = getattr(self.broker, "kvs", None)

@@ -74,8 +74,13 @@ class Watch:
 
 class MainWatch(Watch):
     def start(self, job) -> None:
-        for e in job.eventlog:
-            self.send_line(eventlog.encode(e).decode())
+        raw = job.eventlog_raw() if hasattr(job, "eventlog_raw") else None
+        if raw is not None:
+            for line in raw.decode().splitlines():
+                self.send_line(line + "\n")
+        else:
+            for e in job.eventlog:
+                self.send_line(eventlog.encode(e).decode())
         if not job.active:
             self.finish()
 

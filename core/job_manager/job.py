@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import orjson
 from flux.core.job import states
+from flux.core.job_manager import eventlog
 
 NEW, DEPEND, PRIORITY, SCHED, RUN, CLEANUP, INACTIVE = (
     "NEW", "DEPEND", "PRIORITY", "SCHED", "RUN", "CLEANUP", "INACTIVE")
@@ -29,8 +31,9 @@ class Job:
     state: str = NEW
     priority: int = -1
     R: dict | None = None  # without its `scheduling` key (JGF): the KVS has the whole R
-    # the eventlog entries; None once the job is inactive and its eventlog is only in
-    # the KVS (`eventlog` reads it back through `store`)
+    # the eventlog, one encoded line (bytes) per entry: a third of the size of entry dicts;
+    # None once the job is inactive and its eventlog is only in the KVS (read back
+    # through `store`)
     _eventlog: list | None = attrs.Factory(list)
     annotations: dict = attrs.Factory(dict)
     dependencies: set = attrs.Factory(set)  # outstanding dependency descriptions
@@ -50,25 +53,32 @@ class Job:
     store: Any = None  # what reads a released eventlog back (the JobManager)
 
     @property
-    def eventlog(self) -> list:
-        """The primary eventlog's entries (of an inactive job: read from the KVS)."""
-        ev = self._eventlog
-        if ev is None:
+    def eventlog(self) -> list[dict]:
+        """The primary eventlog's entries (decoded on each call; of an inactive job: read
+        from the KVS)."""
+        lines = self._eventlog
+        if lines is None:
             return self.store.stored_eventlog(self.id)
-        return ev
+        return [orjson.loads(line) for line in lines]
 
     @eventlog.setter
-    def eventlog(self, events: list) -> None:
-        self._eventlog = events
+    def eventlog(self, events: list[dict]) -> None:
+        self._eventlog = [eventlog.encode(e) for e in events]
+
+    def eventlog_raw(self) -> bytes | None:
+        """The eventlog as stored (RFC 18 lines) while in memory, else None."""
+        lines = self._eventlog
+        return b"".join(lines) if lines is not None else None
 
     @property
     def eventlog_held(self) -> bool:
         """True while the entries are in memory (and possibly ahead of the KVS)."""
         return self._eventlog is not None
 
-    def add_event(self, e: dict) -> None:
+    def add_event(self, line: bytes) -> None:
+        """Record an encoded entry (eventlog.encode) while the eventlog is in memory."""
         if self._eventlog is not None:
-            self._eventlog.append(e)
+            self._eventlog.append(line)
 
     def release_eventlog(self, store: Any) -> None:
         """Drop the in-memory entries: the KVS has them all (the job is inactive)."""

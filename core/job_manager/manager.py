@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
-import functools
 import os
 import time
 from collections.abc import Callable
@@ -155,12 +154,13 @@ class JobManager(Service):
     def post(self, job: Job, name: str, context: dict | None = None) -> None:
         """Append an event to the job's eventlog and apply its state change."""
         e = eventlog.entry(name, context)
-        job.add_event(e)
+        line = eventlog.encode(e)
+        job.add_event(line)
         prev = job.state
         new = next_state(prev, name, context)
         # raw bytes: the in-broker KVS API skips the base64 of a wire dirent. The last
         # event (INACTIVE) lets the KVS drop the eventlog from memory once on disk.
-        op = {"key": kvs_dir(job.id) + ".eventlog", "flags": APPEND, "raw": eventlog.encode(e)}
+        op = {"key": kvs_dir(job.id) + ".eventlog", "flags": APPEND, "raw": line}
         if new == INACTIVE:
             op["evict"] = True
         self._ops.append(op)
@@ -374,7 +374,7 @@ class JobManager(Service):
         rpc = self.broker.rpc("sched.alloc", {"id": job.id, "priority": job.priority,
                                               "userid": job.userid, "t_submit": job.t_submit,
                                               "jobspec": job.jobspec}, flags=FLAG_STREAMING)
-        rpc.then(functools.partial(self._alloc_response, job, rpc))
+        rpc.then(self._alloc_response, job, rpc)
 
     def _alloc_response(self, job: Job, rpc, msg) -> None:
         if rpc.consumed:
