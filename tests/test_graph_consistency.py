@@ -192,9 +192,9 @@ def test_reservations_cancel_back_to_the_same_planners(reqs, cancel):
         out = {}
         for v in g.root.walk():
             for t, p in (v.plans or {}).items():
-                out[(v.uid, t)] = (list(p.times), list(p.usage))
+                out[(v.uid, t)] = tuple(map(list, p.steps()))
             if v.plan is not None and v.plan.spans:  # (created on first use)
-                out[(v.uid, "")] = (list(v.plan.times), list(v.plan.usage))
+                out[(v.uid, "")] = tuple(map(list, v.plan.steps()))
             if v.mjobs is not None:
                 out[(v.uid, "masks")] = dict(v.mjobs)
         return out

@@ -449,7 +449,8 @@ class ResourceGraph:
                 d[t] = d.get(t, 0) + n * c.lo
         return d
 
-    def _run(self, request: Request, mode: int, t: float, duration: float) -> Walk | None:
+    def _run(self, request: Request, mode: int, t: float, duration: float,
+             seed: dict | None = None) -> Walk | None:
         cons = request.constraint
         for extra in self.policy.attempts(self, request):
             if cons is not None and extra is not None:
@@ -458,6 +459,8 @@ class ResourceGraph:
             else:
                 filt = cons if extra is None else extra
             w = Walk(self, mode, t, duration, filt)
+            if seed is not None:
+                w.bcache = dict(seed)
             if w.match(request):
                 return w
         return None
@@ -503,8 +506,8 @@ class ResourceGraph:
             return None
         t0 = time.perf_counter()
         w = None
-        for t in self._candidate_times(req, start, d):
-            w = self._run(req, FUTURE, t, d)
+        for t, seed in self._candidate_times(req, start, d):
+            w = self._run(req, FUTURE, t, d, seed)
             if w is not None:
                 start = t
                 break
@@ -514,9 +517,10 @@ class ResourceGraph:
         self.mstats["reserved"] += 1
         return self._commit(w, jobid, start, d, reserved=True)
 
-    def _candidate_times(self, req: Request, now: float, d: float) -> Iterable[float]:
-        """now, then each time a span ends, skipping times at which the root's planners
-        or the nodes' free units show the request cannot fit."""
+    def _candidate_times(self, req: Request, now: float, d: float) -> Iterable[tuple]:
+        """(t, busy masks of the nodes known at t or None): now, then each time a span
+        ends, skipping times at which the root's planners or the nodes' free units show
+        the request cannot fit."""
         root = self.root
         need = {t: n for t, n in req.counts().items() if root.plans and t in root.plans}
         ends = {now}
@@ -527,9 +531,12 @@ class ResourceGraph:
         for t in sorted(ends):
             if not all(root.plans[ty].avail_during(t, d) >= n for ty, n in need.items()):
                 continue
-            if sweep is not None and not sweep.ok(t):
-                continue
-            yield t
+            if sweep is not None:
+                if not sweep.ok(t):
+                    continue
+                yield t, sweep.seed()
+            else:
+                yield t, None
 
     def satisfiable(self, req: Request | dict) -> tuple[bool, str]:
         """Could the request ever be met by this graph? (True, "") or (False, reason).
@@ -1142,7 +1149,7 @@ class _ShapeSweep:
     change."""
 
     __slots__ = ("need", "count", "is_slot", "excl", "enter", "leave", "ie", "il",
-                 "active", "nact", "cap", "static", "total")
+                 "active", "nact", "cap", "static", "total", "d", "busy")
 
     def __init__(self, graph: ResourceGraph, static: dict, need: tuple, count: int,
                  is_slot: bool, excl: bool, d: float):
@@ -1150,11 +1157,12 @@ class _ShapeSweep:
         self.count = count
         self.is_slot = is_slot
         self.excl = excl
+        self.d = d
         enter, leave = [], []
         i = 0
         for v in static:
             for jobid, (s, e, masks) in v.mjobs.items():
-                enter.append((s - d, i, v, jobid, masks))
+                enter.append((s, i, v, jobid, masks))
                 leave.append((e, i, v, jobid))
                 i += 1
         enter.sort(key=_first)
@@ -1167,9 +1175,18 @@ class _ShapeSweep:
         if excl:
             self.nact = dict.fromkeys(static, 0)
             self.active = None
+            self.busy = None
         else:
             self.nact = None
             self.active = {v: {} for v in static}
+            self.busy = dict.fromkeys(static, _NOBUSY)
+
+    def seed(self) -> dict:
+        """{node: busy masks} over the window of the last ok(t), for the nodes the sweep
+        knows exactly (a walk at t starts from it instead of recomputing them)."""
+        if self.busy is not None:
+            return dict(self.busy)
+        return {v: _NOBUSY for v, n in self.nact.items() if not n}
 
     @classmethod
     def make(cls, graph: ResourceGraph, req: Request, d: float) -> _ShapeSweep | None:
@@ -1195,7 +1212,9 @@ class _ShapeSweep:
             for ty, m in masks.items():
                 busy[ty] = busy.get(ty, 0) | m
         if not busy:
+            self.busy[v] = _NOBUSY
             return self.static[v]
+        self.busy[v] = busy
         mall = v.mall
         k = _BIG
         for ty, n in self.need:
@@ -1211,10 +1230,11 @@ class _ShapeSweep:
         enter, leave = self.enter, self.leave
         ie, il = self.ie, self.il
         ne, nl = len(enter), len(leave)
+        end = t + self.d  # a job is in the window if it starts before its end, ends after t
         if self.excl:  # a node counts while no job holds any of it in the window
             nact, static = self.nact, self.static
             total = self.total
-            while ie < ne and enter[ie][0] < t:
+            while ie < ne and enter[ie][0] < end:
                 v = enter[ie][2]
                 n = nact[v]
                 if not n:
@@ -1232,7 +1252,7 @@ class _ShapeSweep:
             return total >= self.count
         active = self.active
         dirty = set()
-        while ie < ne and enter[ie][0] < t:
+        while ie < ne and enter[ie][0] < end:
             _k, _i, v, jobid, masks = enter[ie]
             active[v][jobid] = masks
             dirty.add(v)
@@ -1253,6 +1273,9 @@ class _ShapeSweep:
 
 def _first(x: tuple) -> float:
     return x[0]
+
+
+_NOBUSY: dict = {}  # shared, never written: no unit of the node is held in the window
 
 
 def _ranks(ranks: Any) -> set[int]:

@@ -12,6 +12,10 @@ counted by the spans that start or end there, so removing a span (a reservation
 canceled at the start of every scheduling pass) drops the points nobody else uses and
 the structure stays as small as the spans it holds.
 
+Changes are applied when a query needs them: an allocation-only workload (no query
+between many adds, e.g. the root's planners while nothing is reserved) pays O(1) per
+span, and a large batch is applied by rebuilding the points at once.
+
 `spans` (id -> (start, end, amount)) stays readable for callers that check totals.
 """
 
@@ -25,7 +29,7 @@ INF = math.inf
 
 
 class Planner:
-    __slots__ = ("total", "spans", "_next", "times", "usage", "_refs")
+    __slots__ = ("total", "spans", "_next", "_times", "_usage", "_refs", "_pending")
 
     def __init__(self, total: int):
         self.total = total
@@ -33,9 +37,10 @@ class Planner:
         self._next = 0
         # scheduled points: usage[i] units are in use over [times[i], times[i+1])
         # (the last one up to infinity); before times[0] nothing is in use
-        self.times: list[float] = []
-        self.usage: list[int] = []
+        self._times: list[float] = []
+        self._usage: list[int] = []
         self._refs: dict[float, int] = {}  # point -> spans starting or ending there
+        self._pending: list[tuple] = []  # (start, end, amount, added?) not applied yet
 
     # ---------------------------------------------------------------- spans
     def add_span(self, start: float, end: float, amount: int) -> int:
@@ -44,14 +49,60 @@ class Planner:
         sid = self._next
         self._next = sid + 1
         self.spans[sid] = (start, end, amount)
-        i = self._point(start)
-        j = self._point(end) if end != INF else len(self.times)
-        self._add(i, j, amount)
+        self._pending.append((start, end, amount, True))
         return sid
 
     def rem_span(self, sid: int) -> None:
         start, end, amount = self.spans.pop(sid)
-        times = self.times
+        self._pending.append((start, end, amount, False))
+
+    @property
+    def times(self) -> list[float]:
+        """The scheduled points, in order."""
+        if self._pending:
+            self._sync()
+        return self._times
+
+    @property
+    def usage(self) -> list[int]:
+        """usage[i]: units in use over [times[i], times[i+1]) (the last: to infinity)."""
+        if self._pending:
+            self._sync()
+        return self._usage
+
+    def _sync(self) -> None:
+        pending = self._pending
+        self._pending = []
+        if len(pending) > 16 and len(pending) * 4 > len(self._times):
+            self._rebuild()
+            return
+        for start, end, amount, add in pending:
+            if add:
+                i = self._point(start)
+                j = self._point(end) if end != INF else len(self._times)
+                self._add(i, j, amount)
+            else:
+                self._remove(start, end, amount)
+
+    def _rebuild(self) -> None:
+        refs: dict[float, int] = {}
+        delta: dict[float, int] = {}
+        for s, e, a in self.spans.values():
+            refs[s] = refs.get(s, 0) + 1
+            delta[s] = delta.get(s, 0) + a
+            if e != INF:
+                refs[e] = refs.get(e, 0) + 1
+                delta[e] = delta.get(e, 0) - a
+        times = sorted(refs)
+        usage = []
+        u = 0
+        for t in times:
+            u += delta[t]
+            usage.append(u)
+        self._times, self._usage, self._refs = times, usage, refs
+
+    def _remove(self, start: float, end: float, amount: int) -> None:
+        times = self._times
         i = bisect_left(times, start)
         j = bisect_left(times, end) if end != INF else len(times)
         self._add(i, j, -amount)
@@ -64,14 +115,14 @@ class Planner:
 
     def _point(self, t: float) -> int:
         """Index of point t, inserted (with the usage in force there) if new."""
-        times = self.times
+        times = self._times
         i = bisect_left(times, t)
         refs = self._refs
         if i < len(times) and times[i] == t:
             refs[t] += 1
         else:
             times.insert(i, t)
-            self.usage.insert(i, self.usage[i - 1] if i else 0)
+            self._usage.insert(i, self._usage[i - 1] if i else 0)
             refs[t] = 1
         return i
 
@@ -82,14 +133,14 @@ class Planner:
             refs[t] = n
         else:  # no span starts or ends here: the usage does not change at t
             del refs[t]
-            del self.times[i]
-            del self.usage[i]
+            del self._times[i]
+            del self._usage[i]
 
     def _add(self, i: int, j: int, amount: int) -> None:
         if j - i == 1:
-            self.usage[i] += amount
+            self._usage[i] += amount
         elif j > i:
-            usage = self.usage
+            usage = self._usage
             usage[i:j] = [u + amount for u in usage[i:j]]
 
     # -------------------------------------------------------------- queries
@@ -106,7 +157,9 @@ class Planner:
 
     def avail_during(self, t: float, duration: float) -> int:
         """Units free over the whole of [t, t+duration)."""
-        times = self.times
+        if self._pending:
+            self._sync()
+        times = self._times
         if not times:
             return self.total
         i = bisect_right(times, t) - 1
@@ -116,8 +169,8 @@ class Planner:
         if j <= i:
             return self.total
         if j - i == 1:
-            return self.total - max(self.usage[i], 0)
-        return self.total - max(max(self.usage[i:j]), 0)
+            return self.total - max(self._usage[i], 0)
+        return self.total - max(max(self._usage[i:j]), 0)
 
     def avail_time_first(self, after: float, duration: float, amount: int) -> float | None:
         """Earliest t >= after with `amount` units free over [t, t+duration); None if never."""
@@ -154,24 +207,13 @@ class Planner:
     def verify(self) -> str | None:
         """Why the kept points disagree with the spans (rebuilt from scratch); None if
         they agree. For consistency checks and tests."""
-        refs: dict[float, int] = {}
-        delta: dict[float, int] = {}
-        for s, e, a in self.spans.values():
-            refs[s] = refs.get(s, 0) + 1
-            delta[s] = delta.get(s, 0) + a
-            if e != INF:
-                refs[e] = refs.get(e, 0) + 1
-                delta[e] = delta.get(e, 0) - a
-        times = sorted(refs)
-        usage, u = [], 0
-        for t in times:
-            u += delta[t]
-            usage.append(u)
-        if times != self.times or usage != self.usage:
-            return (f"points {list(zip(self.times, self.usage, strict=True))}, "
-                    f"spans give {list(zip(times, usage, strict=True))}")
+        times, usage, refs = list(self.times), list(self.usage), dict(self._refs)
+        self._rebuild()
+        if times != self._times or usage != self._usage:
+            return (f"points {list(zip(times, usage, strict=True))}, "
+                    f"spans give {list(zip(self._times, self._usage, strict=True))}")
         if refs != self._refs:
-            return f"point references {self._refs}, spans give {refs}"
+            return f"point references {refs}, spans give {self._refs}"
         return None
 
     def points_after(self, after: float) -> list[float]:
