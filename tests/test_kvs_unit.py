@@ -431,3 +431,33 @@ def test_final_append_leaves_memory_unless_appended_again(tmp_path):
     kvs.store.close()
     again = Store(str(tmp_path / "content.sqlite")).load()
     assert again["primary"].root.entries["job"].entries["1"].entries["eventlog"].data() == b"a\nb\nc\nd\n"
+
+
+def test_unlink_prune_removes_emptied_parents_only(tmp_path):
+    """`prune` (the job manager's purge) also unlinks the parent directories the unlink
+    leaves empty, up to the first component; a parent with other entries stays."""
+    b, kvs = make(tmp_path)
+
+    async def main():
+        await kvs.commit_ops("primary", [
+            {"key": "job.0000.0001.0002.0003.eventlog", "flags": 0, "raw": b"a"},
+            {"key": "job.0000.0001.0002.0004.eventlog", "flags": 0, "raw": b"b"},
+            {"key": "job.0000.0009.0000.0000.eventlog", "flags": 0, "raw": b"c"}])
+        await kvs.commit_ops("primary", [{"key": "job.0000.0001.0002.0003", "flags": 0,
+                                          "dirent": None, "prune": True}])
+        assert kvs.listdir("primary", "job.0000.0001.0002") == ["0004"]  # not empty: kept
+        await kvs.commit_ops("primary", [{"key": "job.0000.0001.0002.0004", "flags": 0,
+                                          "dirent": None, "prune": True}])
+        assert kvs.listdir("primary", "job.0000") == ["0009"]
+        await kvs.commit_ops("primary", [{"key": "job.0000.0009.0000.0000", "flags": 0,
+                                          "dirent": None, "prune": True}])
+        assert kvs.listdir("primary", "job") == []  # the first component stays
+        # a plain unlink leaves its parent even when empty (as the KVS always has)
+        await kvs.commit_ops("primary", [{"key": "x.y.z", "flags": 0, "raw": b"1"}])
+        await kvs.commit_ops("primary", [{"key": "x.y.z", "flags": 0, "dirent": None}])
+        assert kvs.listdir("primary", "x.y") == []
+
+    run(main())
+    kvs.store.close()
+    again = Store(str(tmp_path / "content.sqlite")).load()
+    assert again["primary"].root.entries["job"].entries == {}

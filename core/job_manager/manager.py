@@ -585,7 +585,8 @@ class JobManager(Service):
 
     def _purge_one(self, jobid: int) -> None:
         self.inactive.pop(jobid, None)
-        self._ops.append({"key": kvs_dir(jobid), "flags": 0, "dirent": None})
+        # prune: the job's parent directories go too once empty (else one per ~job stays)
+        self._ops.append({"key": kvs_dir(jobid), "flags": 0, "dirent": None, "prune": True})
         for cb in self.listeners:
             cb(None, {"name": "purge", "id": jobid})
         self._schedule_flush()

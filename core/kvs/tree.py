@@ -446,7 +446,7 @@ class Txn:
             self._rows(path, node)
         self.keys.add(path)
 
-    def unlink(self, key: str) -> None:
+    def unlink(self, key: str, prune: bool = False) -> None:
         found = self._walk(key, False)
         if found is None:
             return
@@ -454,6 +454,24 @@ class Txn:
         if name in d.entries:
             self.keys.add(key)
             self._replace(d, name, path, None)
+            if prune:
+                self._prune(path)
+
+    def _prune(self, path: str) -> None:
+        """Unlink the directories above `path` that it leaves empty, keeping the first
+        component (a purged job's `job.XXXX.XXXX.XXXX` would otherwise stay, empty)."""
+        parts = path.split(".")
+        while len(parts) > 2:
+            parts.pop()
+            found = self._walk(".".join(parts), False)
+            if found is None:
+                return
+            d, name, p = found
+            node = d.entries.get(name)
+            if type(node) is not Dir or node.entries:
+                return
+            self.keys.add(p)
+            self._replace(d, name, p, None)
 
     def append(self, key: str, data: bytes) -> tuple[Val, str]:
         """Append to (or create) the value at key; returns it and its resolved path."""
@@ -510,7 +528,7 @@ class Txn:
         if dirent is None:
             if flags & T.APPEND:
                 raise err(errno.EINVAL, key, "append needs a value")
-            self.unlink(key)
+            self.unlink(key, bool(op.get("prune")))  # prune: internal callers only
             return
         if flags & T.APPEND:
             if T.check(dirent, f"{key}: dirent") != "val":
