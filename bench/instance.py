@@ -57,8 +57,11 @@ class Instance:
         return float("nan")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
+        try:  # even when flux start has exited, so the initial program ends too
             self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        if self.proc.poll() is None:
             try:
                 self.proc.wait(timeout=120)
             except subprocess.TimeoutExpired:

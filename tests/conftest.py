@@ -58,11 +58,13 @@ class Instance:
         return r
 
     def stop(self, timeout: float = 60) -> int:
+        # close stdin even when flux start has already exited: a broker killed by a test
+        # leaves its initial program behind, reading stdin and holding stderr open
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
         if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
