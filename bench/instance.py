@@ -56,6 +56,27 @@ class Instance:
                     return int(line.split()[1]) / 1024
         return float("nan")
 
+    def cpu_seconds(self) -> float:
+        """User+system CPU of rank 0's broker and of its children (shell servers, tasks)
+        still running, so far: steadier than wall time on a shared or stolen CPU."""
+        pid = self.flux("getattr", "broker.pid").stdout.strip()
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def cpu(p: str) -> float:
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                return 0.0
+            return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick
+
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = f.read().split()
+        except OSError:
+            kids = []
+        return cpu(pid) + sum(cpu(k) for k in kids)
+
     def close(self) -> None:
         try:  # even when flux start has exited, so the initial program ends too
             self.proc.stdin.close()

@@ -26,14 +26,17 @@ from instance import Instance, declared_cores_conf  # noqa: E402
 TEST_EXEC = "--setattr=system.exec.test.run_duration=0.001s"
 
 
-def drain_rate(inst: Instance, njobs: int, test_exec: bool) -> float:
+def drain_rate(inst: Instance, njobs: int, test_exec: bool) -> tuple[float, float]:
+    """(jobs/s, instance CPU ms per job: broker and shell servers)."""
     args = ["submit", "--quiet", f"--cc=1-{njobs}"]
     if test_exec:
         args.append(TEST_EXEC)
+    c0 = inst.cpu_seconds()
     t0 = time.perf_counter()
     inst.flux(*args, "true")
     inst.flux("queue", "drain")
-    return njobs / (time.perf_counter() - t0)
+    rate = njobs / (time.perf_counter() - t0)
+    return rate, (inst.cpu_seconds() - c0) * 1000 / njobs
 
 
 def run_latency(inst: Instance, n: int) -> float:
@@ -93,8 +96,12 @@ def main() -> int:
     results = {}
     if args.only != "memory":
         with Instance(conf=[declared_cores_conf(32)]) as inst:
-            results["real exec jobs/s"] = drain_rate(inst, n, test_exec=False)
-            results["test exec jobs/s"] = drain_rate(inst, n, test_exec=True)
+            rate, cpu = drain_rate(inst, n, test_exec=False)
+            results["real exec jobs/s"] = rate
+            results["real exec instance CPU ms/job"] = cpu
+            rate, cpu = drain_rate(inst, n, test_exec=True)
+            results["test exec jobs/s"] = rate
+            results["test exec instance CPU ms/job"] = cpu
             results["flux run true median s"] = run_latency(inst, 20)
             results["submit jobs/s (10k)"] = submit_rate(inst, 10000 if not args.quick else 2000)
     if args.only != "speed":
