@@ -176,6 +176,18 @@ def test_planner_points_follow_random_adds_and_removes(ops, t, duration):
     assert p.avail_during(0.0, 1e9) == 10
 
 
+def test_planner_never_queried_keeps_bounded_memory():
+    """Under allocation-only use (fcfs never asks a planner about the future) the changes
+    waiting to be applied stay bounded by the spans held, not by every job ever run."""
+    p = Planner(36)
+    held = [p.add_span(float(i), float(i + 5), 1) for i in range(4)]
+    for i in range(10_000):
+        p.rem_span(held.pop(0))
+        held.append(p.add_span(float(i + 4), float(i + 9), 1))
+        assert len(p._pending) <= max(65, 2 * len(p.spans) + 1)
+    assert p.verify() is None and p.avail_at(10_003.0) == 36 - 4  # all four held overlap
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(requests, st.integers(1, 50)), min_size=1, max_size=12),
        st.lists(st.integers(0, 11), max_size=12))

@@ -49,12 +49,21 @@ class Planner:
         sid = self._next
         self._next = sid + 1
         self.spans[sid] = (start, end, amount)
-        self._pending.append((start, end, amount, True))
+        self._defer((start, end, amount, True))
         return sid
 
     def rem_span(self, sid: int) -> None:
         start, end, amount = self.spans.pop(sid)
-        self._pending.append((start, end, amount, False))
+        self._defer((start, end, amount, False))
+
+    def _defer(self, change: tuple) -> None:
+        pending = self._pending
+        pending.append(change)
+        if len(pending) > 64 and len(pending) > 2 * len(self.spans):
+            # nobody has queried this planner for a while (allocation-only use, as under
+            # fcfs): fold the backlog in now, or it grows with every job ever run
+            self._pending = []
+            self._rebuild()
 
     @property
     def times(self) -> list[float]:
