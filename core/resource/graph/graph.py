@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import networkx as nx
 from flux.core.resource.graph import writers
-from flux.core.resource.graph.match import FUTURE, NOW, SAT, Walk, window
+from flux.core.resource.graph.match import FUTURE, NOW, SAT, Walk, count_idle, window
 from flux.core.resource.graph.planner import Planner
 from flux.core.resource.graph.policy import MatchPolicy, parse_custom
 from flux.core.resource.graph.request import ReqNode, Request
@@ -277,11 +277,7 @@ class ResourceGraph:
             for t, n in delta.items():
                 f[t] -= n
             if not a.used:  # idle -> busy
-                at = a.type
-                w = a
-                while w is not None:
-                    w.free[at] -= 1
-                    w = w.parent
+                count_idle(a, -1)
             a.used += us
             a = a.parent
 
@@ -301,11 +297,7 @@ class ResourceGraph:
                 f[t] += n
             a.used -= us
             if not a.used:  # busy -> idle
-                at = a.type
-                w = a
-                while w is not None:
-                    w.free[at] += 1
-                    w = w.parent
+                count_idle(a, 1)
             a = a.parent
 
     def _static_caps(self, need: tuple, is_slot: bool, excl: bool) -> dict[Vertex, int]:
@@ -804,9 +796,7 @@ class ResourceGraph:
                     v.free[t] -= amt
                 flip = -1 if (old == 0 and v.used) else (1 if (old and v.used == 0) else 0)
                 if flip:
-                    vt = v.type
-                    for w in path[i:]:
-                        w.free[vt] += flip
+                    count_idle(v, flip)
 
     # ========================================================= run-time changes
     def _nodes_of(self, ranks: Any) -> list[Vertex]:

@@ -23,6 +23,14 @@ NOW, FUTURE, SAT = 0, 1, 2
 _BIG = 1 << 62
 
 
+def count_idle(v, d: int) -> None:
+    """v turned idle (d=1) or busy (d=-1): it and its ancestors count d more free `v.type`."""
+    vt = v.type
+    while v is not None:
+        v.free[vt] += d
+        v = v.parent
+
+
 def _take(leaf, amt: int) -> None:
     """Allocate `amt` of a pool vertex whose whole path is up: update the aggregates."""
     t = leaf.type
@@ -31,11 +39,7 @@ def _take(leaf, amt: int) -> None:
     while v is not None:
         v.free[t] -= amt
         if not v.used:  # idle -> busy: v no longer counts as a free `v.type`
-            vt = v.type
-            w = v
-            while w is not None:
-                w.free[vt] -= 1
-                w = w.parent
+            count_idle(v, -1)
         v.used += amt
         v = v.parent
 
@@ -47,12 +51,8 @@ def _untake(leaf, amt: int) -> None:
     while v is not None:
         v.free[t] += amt
         v.used -= amt
-        if not v.used:
-            vt = v.type
-            w = v
-            while w is not None:
-                w.free[vt] += 1
-                w = w.parent
+        if not v.used:  # busy -> idle
+            count_idle(v, 1)
         v = v.parent
 
 

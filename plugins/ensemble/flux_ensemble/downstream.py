@@ -38,21 +38,21 @@ def pack(jobs: list[dict]) -> dict:
     sidx: dict[int, int] = {}
     eidx: dict[int, int] = {}
     for p in jobs:
-        js = p.pop("jobspec", None)
-        if js is not None:
-            i = sidx.get(id(js))
-            if i is None:
-                i = sidx[id(js)] = len(specs)
-                specs.append(js)
-            p["spec"] = i
-        env = p.pop("env", None)
-        if env is not None:
-            i = eidx.get(id(env))
-            if i is None:
-                i = eidx[id(env)] = len(envs)
-                envs.append(env)
-            p["env"] = i
+        _by_index(p, "jobspec", "spec", specs, sidx)
+        _by_index(p, "env", "env", envs, eidx)
     return {"jobs": jobs, "specs": specs, "envs": envs}
+
+
+def _by_index(p: dict, key: str, ikey: str, table: list, index: dict[int, int]) -> None:
+    """Replace p[key] by p[ikey] = its position in table (the same object once)."""
+    value = p.pop(key, None)
+    if value is None:
+        return
+    i = index.get(id(value))
+    if i is None:
+        i = index[id(value)] = len(table)
+        table.append(value)
+    p[ikey] = i
 
 
 def unpack(batch: dict) -> list[dict]:
